@@ -1,0 +1,262 @@
+"""The URL policy for merchant webhooks, at save time and at connect time.
+
+At save time `validate_webhook_url` normalises a URL and checks its form, then
+resolves its host and checks every address. At connect time `GuardedResolver`
+checks the addresses each connection actually uses, so a name that later resolves
+somewhere private (DNS rebinding) is still refused, and `check_ip_literal` covers
+hosts written as IP literals, for which aiohttp never calls a resolver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import idna
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from dispatcher.addresses import AddressPolicy, IPAddress, parse_numeric_host
+from dispatcher.errors import BlockedAddress, UrlRejected, WebhookConnectionError
+
+MAX_URL_LENGTH = 2048
+
+# How long a save may wait for name resolution. A resolver that hangs must not hold
+# an admin request open; an unanswered name is reported as unresolvable.
+SAVE_RESOLVE_TIMEOUT_SECONDS = 5.0
+
+# Whitespace, C0 and C1 controls, DEL and backslashes. A backslash is read as "/" by
+# browsers and some parsers but not others, which lets two parsers disagree on the
+# host; whitespace and controls are how header and request-line injection starts.
+_FORBIDDEN_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\\]")
+
+
+@dataclass(frozen=True)
+class WebhookUrl:
+    """A URL that passed the form checks, with its host normalised."""
+
+    url: str
+    host: str
+    port: int
+    ip: IPAddress | None
+
+
+def redact_url(url: str) -> str:
+    """Return scheme and authority only; paths and queries may carry tokens."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    suffix = "/…" if parts.path not in ("", "/") or parts.query else "/"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{suffix}"
+
+
+def normalize_webhook_url(field: str, raw: str) -> WebhookUrl:
+    """Check the form of a webhook URL and return it with its host normalised.
+
+    Raises UrlRejected naming `field`. The host is lowercased, converted from IDNA
+    to ASCII and stripped of a trailing dot, and numeric spellings of an IPv4
+    address are rewritten as a dotted quad.
+    """
+    shown = redact_url(raw)
+    if len(raw) > MAX_URL_LENGTH:
+        raise UrlRejected(
+            field,
+            f"{field} must be at most {MAX_URL_LENGTH} characters, got {len(raw)}",
+            "url_too_long",
+        )
+    if _FORBIDDEN_CHARACTERS.search(raw):
+        raise UrlRejected(
+            field,
+            f"{field} must not contain whitespace, control characters or "
+            f"backslashes, got {shown!r}",
+            "url_invalid_characters",
+        )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise UrlRejected(
+            field, f"{field} is not a valid URL ({exc}), got {shown!r}", "url_invalid"
+        ) from exc
+
+    if parts.scheme.lower() != "https":
+        raise UrlRejected(field, f"{field} must use https, got {shown!r}", "url_scheme")
+    if "@" in parts.netloc:
+        raise UrlRejected(
+            field,
+            f"{field} must not contain credentials (user:password@), got {shown!r}",
+            "url_userinfo",
+        )
+    if parts.fragment or raw.endswith("#"):
+        raise UrlRejected(
+            field,
+            f"{field} must not contain a fragment (#...), got {shown!r}",
+            "url_fragment",
+        )
+    if not parts.hostname:
+        raise UrlRejected(
+            field, f"{field} must name a host, got {shown!r}", "url_host_missing"
+        )
+
+    host, ip = _normalize_host(field, parts.hostname, shown)
+    netloc_host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else host
+    netloc = netloc_host if port is None else f"{netloc_host}:{port}"
+    url = urlunsplit(("https", netloc, parts.path, parts.query, ""))
+    return WebhookUrl(url=url, host=host, port=port or 443, ip=ip)
+
+
+def _normalize_host(
+    field: str, hostname: str, shown: str
+) -> tuple[str, IPAddress | None]:
+    if "%" in hostname:
+        raise UrlRejected(
+            field, f"{field} must not use an IPv6 zone id, got {shown!r}", "url_invalid"
+        )
+    ip = parse_numeric_host(hostname)
+    if ip is not None:
+        return str(ip), ip
+
+    name = hostname.rstrip(".") if hostname.endswith(".") else hostname
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UrlRejected(
+            field,
+            f"{field} has an invalid host name ({exc}), got {shown!r}",
+            "url_invalid_host",
+        ) from exc
+    ascii_name = ascii_name.lower()
+
+    # A name can turn numeric only after IDNA mapping (fullwidth digits, for one).
+    ip = parse_numeric_host(ascii_name)
+    if ip is not None:
+        return str(ip), ip
+    if ascii_name == "localhost" or ascii_name.endswith(".localhost"):
+        raise UrlRejected(
+            field,
+            f"{field} must not point at localhost, got {shown!r}",
+            "url_localhost",
+        )
+    return ascii_name, None
+
+
+async def validate_webhook_url(
+    field: str,
+    raw: str,
+    policy: AddressPolicy,
+    *,
+    resolve_timeout: float = SAVE_RESOLVE_TIMEOUT_SECONDS,
+) -> str:
+    """Return the normalised URL if it passes the whole policy, else raise.
+
+    A host name is resolved and every address it resolves to must be allowed.
+    Raises UrlRejected naming `field`.
+    """
+    checked = normalize_webhook_url(field, raw)
+    shown = redact_url(checked.url)
+
+    if checked.ip is not None:
+        addresses: list[IPAddress] = [checked.ip]
+    else:
+        try:
+            addresses = await asyncio.wait_for(
+                _resolve_all(checked.host, checked.port), resolve_timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise UrlRejected(
+                field,
+                f"{field} host {checked.host!r} could not be resolved; check the "
+                f"name, got {shown!r}",
+                "url_unresolvable",
+            ) from exc
+
+    found = policy.first_blocked(addresses)
+    if found is not None:
+        address, reason = found
+        raise UrlRejected(
+            field,
+            f"{field} must point at a public address, but {checked.host!r} is "
+            f"{address} ({reason}), got {shown!r}",
+            "url_private",
+        )
+    return checked.url
+
+
+async def _resolve_all(host: str, port: int) -> list[IPAddress]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [_sockaddr_ip(info[4]) for info in infos]
+    if not addresses:
+        raise OSError(f"no addresses for {host!r}")
+    return addresses
+
+
+def _sockaddr_ip(sockaddr: Any) -> IPAddress:
+    return ipaddress.ip_address(sockaddr[0])
+
+
+def check_ip_literal(policy: AddressPolicy, host: str) -> None:
+    """Raise BlockedAddress if `host` is a forbidden IP literal.
+
+    aiohttp connects to IP literals without calling the resolver, so the transport
+    calls this before every attempt to keep the connect-time check complete.
+    """
+    ip = parse_numeric_host(host)
+    if ip is None:
+        return
+    reason = policy.blocked_reason(ip)
+    if reason is not None:
+        raise BlockedAddress(f"{host} is a forbidden address ({reason})")
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that refuses hosts resolving to forbidden addresses.
+
+    Every address returned for a host is checked, not only the first: aiohttp may
+    fall back to any of them, and a mixed answer is a classic rebinding trick.
+    """
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None):
+        self._policy = policy
+        self._inner = inner or ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        numeric = parse_numeric_host(host)
+        if numeric is not None:
+            check_ip_literal(self._policy, host)
+            return [_literal_result(host, numeric, port)]
+
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except OSError as exc:
+            raise WebhookConnectionError(f"could not resolve {host!r}: {exc}") from exc
+
+        addresses = [ipaddress.ip_address(result["host"]) for result in results]
+        found = self._policy.first_blocked(addresses)
+        if found is not None:
+            address, reason = found
+            raise BlockedAddress(f"{host} resolved to {address} ({reason})")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _literal_result(host: str, address: IPAddress, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return ResolveResult(
+        hostname=host,
+        host=str(address),
+        port=port,
+        family=family,
+        proto=0,
+        flags=socket.AI_NUMERICHOST,
+    )
