@@ -3,6 +3,7 @@
     DispatcherError
     ├── InvalidInput              the API caller sent a bad value (field, value, code)
     │   └── UrlRejected           a webhook URL breaks the URL policy
+    ├── InvalidInputs             several InvalidInput at once, reported together
     ├── NotFound                  the API caller named something that does not exist
     │   └── TenantNotFound
     ├── StorageError              the platform's database failed
@@ -43,6 +44,14 @@ class InvalidInput(DispatcherError):
 
 class UrlRejected(InvalidInput):
     """A webhook URL breaks the URL policy (scheme, host or address rules)."""
+
+
+class InvalidInputs(DispatcherError):
+    """Several invalid values in one request, so the caller can fix all at once."""
+
+    def __init__(self, errors: list[InvalidInput]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
 
 
 class NotFound(DispatcherError):

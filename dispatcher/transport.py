@@ -226,7 +226,11 @@ class Transport:
                     response_started = True
                     if not 200 <= response.status < 300:
                         raise WebhookStatusError(response.status)
-                    body = await _read_capped(response)
+                    try:
+                        body = await _read_capped(response)
+                    except WebhookInvalidResponse as exc:
+                        exc.status_code = response.status
+                        raise
                     return response.status, body
         except DispatcherError:
             raise

@@ -68,7 +68,12 @@ class Repository:
             async with self._sessions() as session, session.begin():
                 yield session
         except SQLAlchemyError as exc:
-            raise StorageError(f"database operation failed: {type(exc).__name__}") from exc
+            raise StorageError(
+                f"database operation failed: {type(exc).__name__}"
+            ) from exc
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
 
     async def ping(self) -> None:
         async with self._transaction() as session:
@@ -83,12 +88,16 @@ class Repository:
         async with self._transaction() as session:
             session.add(Tenant(id=tenant_id, name=name))
             session.add(
-                WebhookConfig(tenant_id=tenant_id, timeout_seconds=DEFAULT_TIMEOUT_SECONDS)
+                WebhookConfig(
+                    tenant_id=tenant_id, timeout_seconds=DEFAULT_TIMEOUT_SECONDS
+                )
             )
         key = await self.create_api_key(tenant_id, "sk_", {ADMIN_SCOPE})
         return tenant_id, key
 
-    async def create_api_key(self, tenant_id: str, prefix: str, scopes: set[str]) -> str:
+    async def create_api_key(
+        self, tenant_id: str, prefix: str, scopes: set[str]
+    ) -> str:
         key = prefix + secrets.token_urlsafe(32)
         async with self._transaction() as session:
             if await session.get(Tenant, tenant_id) is None:
@@ -147,10 +156,10 @@ class Repository:
         or the database write lock (SQLite) serialises the UPDATEs.
         """
         generated = secrets.token_hex(32) if secret is None else None
-        candidate = self._secret_box.encrypt(secret if secret is not None else generated)  # type: ignore[arg-type]
+        candidate = self._secret_box.encrypt(secret or generated or "")
         new_secret = (
             candidate
-            if secret is not None
+            if generated is None
             else func.coalesce(WebhookConfig.secret_encrypted, candidate)
         )
         statement = (
@@ -169,7 +178,9 @@ class Repository:
         if stored is None:
             raise TenantNotFound(tenant_id)
         used_ours = generated is not None and stored == candidate
-        return ConfigUpdate(has_secret=True, generated_secret=generated if used_ours else None)
+        return ConfigUpdate(
+            has_secret=True, generated_secret=generated if used_ours else None
+        )
 
     async def rotate_secret(self, tenant_id: str) -> str:
         generated = secrets.token_hex(32)

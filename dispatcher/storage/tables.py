@@ -21,7 +21,9 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
 
 
 class ApiKey(Base):
@@ -37,7 +39,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     # Space-separated scope names, for example "admin".
     scopes: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
 
 
 class WebhookConfig(Base):
@@ -54,5 +58,7 @@ class WebhookConfig(Base):
     timeout_seconds: Mapped[float] = mapped_column(Float, default=5.0)
     # The webhook secret, encrypted with the service's key; NULL until first save.
     secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
     version: Mapped[int] = mapped_column(Integer, default=1)

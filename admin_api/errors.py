@@ -1,0 +1,158 @@
+"""Error answers in the FastAPI shape the real platform uses.
+
+`{"detail": "message"}` for most errors, and for invalid input a 422 with
+`{"detail": [{"loc": ["body", "field"], "msg": "...", "type": "..."}]}`. One
+middleware maps every dispatcher error to its answer, so handlers only raise.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from dispatcher.errors import (
+    InvalidInput,
+    InvalidInputs,
+    NotFound,
+    StorageError,
+)
+
+log = structlog.get_logger("admin_api")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Fields whose submitted values are never echoed back in an error, because they
+# are secrets or URLs whose paths and queries may carry tokens.
+_UNECHOED_FIELDS = frozenset({"secret", "products_url", "cart_url", "cart_get_url"})
+_MAX_ECHO_CHARACTERS = 80
+
+
+class HTTPError(Exception):
+    """An answer with a status and a plain `detail` message."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class RequestValidationError(Exception):
+    """Invalid request input, already in FastAPI's `detail` item shape."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        super().__init__(items)
+        self.items = items
+
+
+def detail_response(status: int, detail: object, **extra: Any) -> web.Response:
+    return web.json_response({"detail": detail, **extra}, status=status)
+
+
+async def read_json(request: web.Request) -> Any:
+    """Return the request body parsed as JSON, or raise a 422 naming the problem.
+
+    NaN and Infinity are rejected, because they are not JSON and would reach
+    arithmetic downstream.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body"],
+                    "msg": "Field required: the body is empty",
+                    "type": "missing",
+                }
+            ]
+        )
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        problem, position = "the body is not valid UTF-8", 0
+    except json.JSONDecodeError as exc:
+        problem, position = exc.msg, exc.pos
+    except ValueError as exc:
+        problem, position = str(exc), 0
+    except RecursionError:
+        problem, position = "the body nests too deeply", 0
+    raise RequestValidationError(
+        [
+            {
+                "loc": ["body", position],
+                "msg": f"JSON decode error: {problem}",
+                "type": "json_invalid",
+            }
+        ]
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_model(model: type[ModelT], data: Any) -> ModelT:
+    """Validate `data` into `model`, turning pydantic errors into a 422."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [_pydantic_item(error) for error in exc.errors()]
+        ) from None
+
+
+def _pydantic_item(error: Any) -> dict[str, Any]:
+    loc = ["body", *error["loc"]]
+    field = ".".join(str(part) for part in error["loc"]) or "body"
+    message = f"{field}: {error['msg']}"
+    top = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] != "missing" and top not in _UNECHOED_FIELDS:
+        shown = json.dumps(error.get("input"), ensure_ascii=False, default=str)
+        if len(shown) > _MAX_ECHO_CHARACTERS:
+            shown = shown[:_MAX_ECHO_CHARACTERS] + "…"
+        message += f", got {shown}"
+    return {"loc": loc, "msg": message, "type": error["type"]}
+
+
+def _invalid_input_item(error: InvalidInput) -> dict[str, Any]:
+    return {"loc": ["body", error.field], "msg": error.message, "type": error.code}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Bind a request id for logging and turn every error into a JSON answer."""
+    request_id = uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except HTTPError as exc:
+        response = detail_response(exc.status, exc.detail)
+        response.headers.update(exc.headers)
+    except RequestValidationError as exc:
+        response = detail_response(422, exc.items)
+    except InvalidInputs as exc:
+        response = detail_response(422, [_invalid_input_item(e) for e in exc.errors])
+    except InvalidInput as exc:
+        response = detail_response(422, [_invalid_input_item(exc)])
+    except NotFound as exc:
+        response = detail_response(404, str(exc))
+    except StorageError as exc:
+        log.error("api.storage_failed", error=str(exc), path=request.path)
+        response = detail_response(503, "database unavailable", request_id=request_id)
+    except web.HTTPException as exc:
+        response = detail_response(exc.status, exc.reason)
+    except Exception:
+        log.exception("api.unexpected_error", path=request.path, method=request.method)
+        response = detail_response(500, "internal error", request_id=request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response

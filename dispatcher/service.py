@@ -1,0 +1,181 @@
+"""The dispatcher as the rest of the platform uses it, in-process or over HTTP."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import structlog
+
+from dispatcher.configcache import ConfigCache
+from dispatcher.errors import InvalidInput, WebhookError, WebhookInvalidResponse
+from dispatcher.jsonbody import load_json_body
+from dispatcher.products import (
+    ProductsCheckRequest,
+    ProductsCheckResult,
+    check_products,
+    parse_products_response,
+)
+from dispatcher.settings import Settings
+from dispatcher.signing import encode_body
+from dispatcher.storage.database import create_engine
+from dispatcher.storage.repository import ConfigUpdate, Repository, TenantConfig
+from dispatcher.storage.secrets import load_secret_box
+from dispatcher.transport import Transport, WebhookCall
+from dispatcher.webhook_settings import WebhookSettingsUpdate, validate_update
+
+log = structlog.get_logger("dispatcher.service")
+
+ProbeTarget = Literal["products", "cart_get"]
+# The probe's request is recognisably synthetic, so merchants can ignore it.
+PROBE_SKUS = ("vizochok-test-1", "vizochok-test-2")
+PROBE_STORE_ID = "vizochok-test"
+PROBE_SESSION_ID = "vizochok-test"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    status_code: int | None
+    response_time_ms: int
+    error: str | None = None
+
+
+class Dispatcher:
+    """Tenant settings, the config cache and the transport, wired together.
+
+    Build it with `Dispatcher.create(settings)`, then `await start()` before use
+    and `await close()` at shutdown.
+    """
+
+    def __init__(self, settings: Settings, repository: Repository) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.transport = Transport(settings)
+        self.configs = ConfigCache(repository, settings.config_cache_ttl_seconds)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Dispatcher:
+        engine = create_engine(settings.database_url)
+        return cls(settings, Repository(engine, load_secret_box(settings)))
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def close(self) -> None:
+        await self.transport.close()
+        await self.repository.dispose()
+
+    async def check_products(
+        self, tenant_id: str, request: ProductsCheckRequest
+    ) -> ProductsCheckResult:
+        """Price and filter search results for a tenant.
+
+        Raises TenantNotFound for an unknown tenant; merchant failures become
+        unavailable products, never exceptions.
+        """
+        config = await self.configs.get(tenant_id)
+        return await check_products(
+            self.transport,
+            config,
+            request,
+            batch_size=self.settings.max_skus_per_request,
+        )
+
+    async def get_config(self, tenant_id: str) -> TenantConfig:
+        return await self.configs.get(tenant_id)
+
+    async def update_config(
+        self, tenant_id: str, update: WebhookSettingsUpdate
+    ) -> ConfigUpdate:
+        """Validate and store a partial update, all or nothing."""
+        values, secret = await validate_update(update, self.settings.address_policy)
+        try:
+            result = await self.repository.update_config(tenant_id, values, secret)
+        finally:
+            self.configs.invalidate(tenant_id)
+        log.info(
+            "admin.webhooks_updated",
+            tenant_id=tenant_id,
+            fields=sorted([*values, *(["secret"] if secret else [])]),
+            secret_generated=result.generated_secret is not None,
+        )
+        return result
+
+    async def rotate_secret(self, tenant_id: str) -> str:
+        try:
+            secret = await self.repository.rotate_secret(tenant_id)
+        finally:
+            self.configs.invalidate(tenant_id)
+        log.info("admin.secret_rotated", tenant_id=tenant_id)
+        return secret
+
+    async def probe(self, tenant_id: str, target: ProbeTarget) -> ProbeResult:
+        """Send one signed test request, without retry, and report the outcome.
+
+        Raises InvalidInput when the webhook has no URL configured.
+        """
+        config = await self.configs.get(tenant_id)
+        call = _probe_call(config, target)
+        started = time.monotonic()
+        try:
+            response = await self.transport.send(call, retry=False)
+            _check_probe_body(target, response.body)
+        except WebhookError as exc:
+            return ProbeResult(False, exc.status_code, _elapsed_ms(started), exc.code)
+        return ProbeResult(True, response.status_code, response.elapsed_ms)
+
+
+def _probe_call(config: TenantConfig, target: ProbeTarget) -> WebhookCall:
+    url = config.products_url if target == "products" else config.cart_get_url
+    field = "products_url" if target == "products" else "cart_get_url"
+    if not url or config.secret is None:
+        raise InvalidInput(
+            "webhook",
+            f"{field} is not configured; set it with PATCH /api/v1/admin/webhooks",
+            "not_configured",
+        )
+    if target == "products":
+        body = encode_body({"skus": list(PROBE_SKUS), "store_id": PROBE_STORE_ID})
+        return WebhookCall(
+            config.tenant_id,
+            "products",
+            "POST",
+            url,
+            body,
+            config.secret,
+            config.timeout_seconds,
+        )
+    query = {"store_id": PROBE_STORE_ID, "session_id": PROBE_SESSION_ID}
+    return WebhookCall(
+        config.tenant_id,
+        "cart_get",
+        "GET",
+        with_query(url, query),
+        b"",
+        config.secret,
+        config.timeout_seconds,
+    )
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    """Append percent-encoded parameters, keeping the URL's own query."""
+    parts = urlsplit(url)
+    extra = urlencode(params)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _check_probe_body(target: ProbeTarget, body: bytes) -> None:
+    if target == "products":
+        parse_products_response(body, set(PROBE_SKUS))
+        return
+    document = load_json_body(body)
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise WebhookInvalidResponse("body is not an object with an 'items' array")
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
