@@ -21,6 +21,7 @@ from dispatcher.errors import (
     InvalidInputs,
     NotFound,
     StorageError,
+    WebhookNotConfigured,
 )
 
 log = structlog.get_logger("admin_api")
@@ -146,6 +147,8 @@ async def error_middleware(
         response = detail_response(422, [_invalid_input_item(exc)])
     except NotFound as exc:
         response = detail_response(404, str(exc))
+    except WebhookNotConfigured as exc:
+        response = detail_response(400, str(exc))
     except StorageError as exc:
         log.error("api.storage_failed", error=str(exc), path=request.path)
         response = detail_response(503, "database unavailable", request_id=request_id)

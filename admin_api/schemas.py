@@ -23,7 +23,8 @@ class WebhooksPatch(BaseModel):
     def _reject_null(cls, value: object) -> object:
         if value is None:
             raise ValueError(
-                'null is not allowed; omit the field to keep it, or send "" to clear a URL'
+                "null is not allowed; omit the field to keep its value, "
+                'or send "" to clear a URL'
             )
         return value
 

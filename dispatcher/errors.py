@@ -6,6 +6,7 @@
     ├── InvalidInputs             several InvalidInput at once, reported together
     ├── NotFound                  the API caller named something that does not exist
     │   └── TenantNotFound
+    ├── WebhookNotConfigured      the API caller probed a webhook that has no URL
     ├── StorageError              the platform's database failed
     ├── ConfigurationError        a setting is missing or invalid at start-up
     └── WebhookError              the merchant's side of a call failed
@@ -62,6 +63,10 @@ class TenantNotFound(NotFound):
     def __init__(self, tenant_id: str) -> None:
         super().__init__(f"tenant {tenant_id!r} not found")
         self.tenant_id = tenant_id
+
+
+class WebhookNotConfigured(DispatcherError):
+    """The caller asked to probe a webhook whose URL is not set."""
 
 
 class StorageError(DispatcherError):

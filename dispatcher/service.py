@@ -8,9 +8,14 @@ from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from dispatcher.configcache import ConfigCache
-from dispatcher.errors import InvalidInput, WebhookError, WebhookInvalidResponse
+from dispatcher.errors import (
+    WebhookError,
+    WebhookInvalidResponse,
+    WebhookNotConfigured,
+)
 from dispatcher.jsonbody import load_json_body
 from dispatcher.products import (
     ProductsCheckRequest,
@@ -50,16 +55,26 @@ class Dispatcher:
     and `await close()` at shutdown.
     """
 
-    def __init__(self, settings: Settings, repository: Repository) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        repository: Repository,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.settings = settings
         self.repository = repository
-        self.transport = Transport(settings)
+        # One resolver for save-time and connect-time checks; None means the
+        # system resolver (getaddrinfo in a thread).
+        self.resolver = resolver
+        self.transport = Transport(settings, resolver)
         self.configs = ConfigCache(repository, settings.config_cache_ttl_seconds)
 
     @classmethod
-    def create(cls, settings: Settings) -> Dispatcher:
+    def create(
+        cls, settings: Settings, resolver: AbstractResolver | None = None
+    ) -> Dispatcher:
         engine = create_engine(settings.database_url)
-        return cls(settings, Repository(engine, load_secret_box(settings)))
+        return cls(settings, Repository(engine, load_secret_box(settings)), resolver)
 
     async def start(self) -> None:
         await self.transport.start()
@@ -91,7 +106,9 @@ class Dispatcher:
         self, tenant_id: str, update: WebhookSettingsUpdate
     ) -> ConfigUpdate:
         """Validate and store a partial update, all or nothing."""
-        values, secret = await validate_update(update, self.settings.address_policy)
+        values, secret = await validate_update(
+            update, self.settings.address_policy, self.resolver
+        )
         try:
             result = await self.repository.update_config(tenant_id, values, secret)
         finally:
@@ -115,16 +132,22 @@ class Dispatcher:
     async def probe(self, tenant_id: str, target: ProbeTarget) -> ProbeResult:
         """Send one signed test request, without retry, and report the outcome.
 
-        Raises InvalidInput when the webhook has no URL configured.
+        Raises WebhookNotConfigured when the webhook has no URL.
         """
         config = await self.configs.get(tenant_id)
         call = _probe_call(config, target)
         started = time.monotonic()
         try:
             response = await self.transport.send(call, retry=False)
-            _check_probe_body(target, response.body)
         except WebhookError as exc:
             return ProbeResult(False, exc.status_code, _elapsed_ms(started), exc.code)
+
+        try:
+            _check_probe_body(target, response.body)
+        except WebhookInvalidResponse as exc:
+            return ProbeResult(
+                False, response.status_code, response.elapsed_ms, exc.code
+            )
         return ProbeResult(True, response.status_code, response.elapsed_ms)
 
 
@@ -132,10 +155,8 @@ def _probe_call(config: TenantConfig, target: ProbeTarget) -> WebhookCall:
     url = config.products_url if target == "products" else config.cart_get_url
     field = "products_url" if target == "products" else "cart_get_url"
     if not url or config.secret is None:
-        raise InvalidInput(
-            "webhook",
-            f"{field} is not configured; set it with PATCH /api/v1/admin/webhooks",
-            "not_configured",
+        raise WebhookNotConfigured(
+            f"{field} is not configured; set it with PATCH /api/v1/admin/webhooks"
         )
     if target == "products":
         body = encode_body({"skus": list(PROBE_SKUS), "store_id": PROBE_STORE_ID})

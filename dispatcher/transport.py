@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -95,16 +96,19 @@ class WebhookResponse:
 class Transport:
     """Owns the process's single pooled aiohttp client session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, resolver: AbstractResolver | None = None
+    ) -> None:
         self._settings = settings
         self._policy = settings.address_policy
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is not None:
             return
         connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(self._policy),
+            resolver=GuardedResolver(self._policy, self._resolver),
             ssl=self._ssl_context(),
             # NOTE: a high ceiling only; per-merchant fairness is not enforced here.
             limit=512,

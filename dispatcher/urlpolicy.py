@@ -14,7 +14,6 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import idna
@@ -151,12 +150,14 @@ async def validate_webhook_url(
     raw: str,
     policy: AddressPolicy,
     *,
+    resolver: AbstractResolver | None = None,
     resolve_timeout: float = SAVE_RESOLVE_TIMEOUT_SECONDS,
 ) -> str:
     """Return the normalised URL if it passes the whole policy, else raise.
 
-    A host name is resolved and every address it resolves to must be allowed.
-    Raises UrlRejected naming `field`.
+    A host name is resolved with `resolver` (the system resolver by default) and
+    every address it resolves to must be allowed. Raises UrlRejected naming
+    `field`.
     """
     checked = normalize_webhook_url(field, raw)
     shown = redact_url(checked.url)
@@ -166,7 +167,10 @@ async def validate_webhook_url(
     else:
         try:
             addresses = await asyncio.wait_for(
-                _resolve_all(checked.host, checked.port), resolve_timeout
+                _resolve_all(
+                    resolver or ThreadedResolver(), checked.host, checked.port
+                ),
+                resolve_timeout,
             )
         except (OSError, TimeoutError) as exc:
             raise UrlRejected(
@@ -188,17 +192,13 @@ async def validate_webhook_url(
     return checked.url
 
 
-async def _resolve_all(host: str, port: int) -> list[IPAddress]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [_sockaddr_ip(info[4]) for info in infos]
-    if not addresses:
+async def _resolve_all(
+    resolver: AbstractResolver, host: str, port: int
+) -> list[IPAddress]:
+    results = await resolver.resolve(host, port, socket.AF_UNSPEC)
+    if not results:
         raise OSError(f"no addresses for {host!r}")
-    return addresses
-
-
-def _sockaddr_ip(sockaddr: Any) -> IPAddress:
-    return ipaddress.ip_address(sockaddr[0])
+    return [ipaddress.ip_address(result["host"]) for result in results]
 
 
 def check_ip_literal(policy: AddressPolicy, host: str) -> None:

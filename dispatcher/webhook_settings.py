@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp.abc import AbstractResolver
+
 from dispatcher.addresses import AddressPolicy
 from dispatcher.errors import InvalidInput, InvalidInputs
 from dispatcher.urlpolicy import validate_webhook_url
@@ -30,7 +32,9 @@ class WebhookSettingsUpdate:
 
 
 async def validate_update(
-    update: WebhookSettingsUpdate, policy: AddressPolicy
+    update: WebhookSettingsUpdate,
+    policy: AddressPolicy,
+    resolver: AbstractResolver | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Check every field and return the column values and the new secret.
 
@@ -47,7 +51,10 @@ async def validate_update(
         if getattr(update, name) not in (None, "")
     }
     outcomes = await asyncio.gather(
-        *(validate_webhook_url(name, raw, policy) for name, raw in checks.items()),
+        *(
+            validate_webhook_url(name, raw, policy, resolver=resolver)
+            for name, raw in checks.items()
+        ),
         return_exceptions=True,
     )
     for name in URL_FIELDS:

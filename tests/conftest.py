@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +24,7 @@ import asyncpg
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet
 
@@ -142,6 +144,45 @@ async def merchant(
     return await start_merchant(None)
 
 
+# --- name resolution ------------------------------------------------------
+
+
+class StaticResolver(AbstractResolver):
+    """A resolver answering from a table, so tests send no DNS query anywhere.
+
+    It stands in for the system resolver at save time and connect time alike;
+    changing `table` between calls simulates DNS rebinding.
+    """
+
+    def __init__(self, table: dict[str, list[str]] | None = None) -> None:
+        self.table = table if table is not None else {"shop.test": ["127.0.0.1"]}
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host not in self.table:
+            raise OSError(socket.EAI_NONAME, f"unknown test host {host!r}")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in self.table[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def resolver() -> StaticResolver:
+    return StaticResolver()
+
+
 # --- databases ------------------------------------------------------------
 
 
@@ -229,8 +270,10 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 
 
 @pytest.fixture
-async def dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
-    service = Dispatcher.create(settings)
+async def dispatcher(
+    settings: Settings, resolver: StaticResolver
+) -> AsyncIterator[Dispatcher]:
+    service = Dispatcher.create(settings, resolver)
     await service.start()
     yield service
     await service.close()

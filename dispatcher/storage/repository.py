@@ -72,6 +72,10 @@ class Repository:
                 f"database operation failed: {type(exc).__name__}"
             ) from exc
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def dispose(self) -> None:
         await self._engine.dispose()
 
