@@ -67,5 +67,11 @@ class ConfigCache:
         # not join it.
         self._loading.pop(tenant_id, None)
 
+    def clear(self) -> None:
+        """Drop every entry, for when invalidations may have been missed."""
+        self._generation += 1
+        self._entries.clear()
+        self._loading.clear()
+
     def __len__(self) -> int:
         return len(self._entries)

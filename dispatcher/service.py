@@ -26,6 +26,7 @@ from dispatcher.products import (
 from dispatcher.settings import Settings
 from dispatcher.signing import encode_body
 from dispatcher.storage.database import create_engine
+from dispatcher.storage.notify import ConfigChangeListener
 from dispatcher.storage.repository import ConfigUpdate, Repository, TenantConfig
 from dispatcher.storage.secrets import load_secret_box
 from dispatcher.transport import Transport, WebhookCall
@@ -68,6 +69,11 @@ class Dispatcher:
         self.resolver = resolver
         self.transport = Transport(settings, resolver)
         self.configs = ConfigCache(repository, settings.config_cache_ttl_seconds)
+        self.listener: ConfigChangeListener | None = None
+        if not settings.is_sqlite:
+            self.listener = ConfigChangeListener(
+                settings.database_url, self.configs.invalidate, self.configs.clear
+            )
 
     @classmethod
     def create(
@@ -78,8 +84,12 @@ class Dispatcher:
 
     async def start(self) -> None:
         await self.transport.start()
+        if self.listener is not None:
+            self.listener.start()
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
         await self.transport.close()
         await self.repository.dispose()
 

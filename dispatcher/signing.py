@@ -65,7 +65,9 @@ def verify_signature(
     """
     if not timestamp or not signature:
         return False
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    # Twelve digits reach the year 33658; a longer value is garbage, and int()
+    # would raise on a hostile header of thousands of digits.
+    if len(timestamp) > 12 or not (timestamp.isascii() and timestamp.isdigit()):
         return False
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > tolerance:

@@ -33,6 +33,7 @@ SAVE_RESOLVE_TIMEOUT_SECONDS = 5.0
 # browsers and some parsers but not others, which lets two parsers disagree on the
 # host; whitespace and controls are how header and request-line injection starts.
 _FORBIDDEN_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\\]")
+_AUTHORITY_END = re.compile(r"[/?#\\]")
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,19 @@ class WebhookUrl:
 
 
 def redact_url(url: str) -> str:
-    """Return scheme and authority only; paths and queries may carry tokens."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    suffix = "/…" if parts.path not in ("", "/") or parts.query else "/"
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{suffix}"
+    """Return scheme and authority only; paths and queries may carry tokens.
+
+    The URL is cut at the first "/", "?", "#" or backslash after the authority,
+    because some parsers read a backslash as "/" and what follows it as the path.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "<not a URL>"
+    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
+    remainder = rest[len(authority) :]
+    host = authority.rpartition("@")[2]
+    suffix = "/…" if remainder not in ("", "/") else "/"
+    return f"{scheme}://{host}{suffix}"
 
 
 def normalize_webhook_url(field: str, raw: str) -> WebhookUrl:
@@ -97,6 +104,10 @@ def normalize_webhook_url(field: str, raw: str) -> WebhookUrl:
             field,
             f"{field} must not contain a fragment (#...), got {shown!r}",
             "url_fragment",
+        )
+    if port == 0:
+        raise UrlRejected(
+            field, f"{field} must not use port 0, got {shown!r}", "url_invalid"
         )
     if not parts.hostname:
         raise UrlRejected(

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatcher.errors import StorageError, TenantNotFound
+from dispatcher.storage.notify import CONFIG_CHANNEL
 from dispatcher.storage.secrets import SecretBox
 from dispatcher.storage.tables import ApiKey, Tenant, WebhookConfig, utcnow
 
@@ -179,8 +180,9 @@ class Repository:
         )
         async with self._transaction() as session:
             stored = await session.scalar(statement)
-        if stored is None:
-            raise TenantNotFound(tenant_id)
+            if stored is None:
+                raise TenantNotFound(tenant_id)
+            await self._notify_change(session, tenant_id)
         used_ours = generated is not None and stored == candidate
         return ConfigUpdate(
             has_secret=True, generated_secret=generated if used_ours else None
@@ -201,4 +203,13 @@ class Repository:
         async with self._transaction() as session:
             if await session.scalar(statement) is None:
                 raise TenantNotFound(tenant_id)
+            await self._notify_change(session, tenant_id)
         return generated
+
+    async def _notify_change(self, session: AsyncSession, tenant_id: str) -> None:
+        # PostgreSQL delivers the notification only if this transaction commits.
+        if self._engine.dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_notify(:channel, :tenant_id)"),
+                {"channel": CONFIG_CHANNEL, "tenant_id": tenant_id},
+            )
