@@ -39,7 +39,12 @@ async def test_check_filters_and_keeps_order(client, tenant, merchant):
     merchant.respond = catalog_merchant(
         {
             "молоко-1": {"price": 45.9, "in_stock": True},
-            "milk-2": {"price": 52, "in_stock": True, "promo_price": 42, "promo_label": "-19%"},
+            "milk-2": {
+                "price": 52,
+                "in_stock": True,
+                "promo_price": 42,
+                "promo_label": "-19%",
+            },
             "milk-3": {"price": 38.5, "in_stock": False},
             "🍞-4": {"price": 30, "in_stock": True},
         }
@@ -61,7 +66,11 @@ async def test_check_filters_and_keeps_order(client, tenant, merchant):
     body = await response.json()
 
     assert response.status == 200
-    assert [product["sku"] for product in body["products"]] == ["🍞-4", "milk-2", "молоко-1"]
+    assert [product["sku"] for product in body["products"]] == [
+        "🍞-4",
+        "milk-2",
+        "молоко-1",
+    ]
     assert body["products"][0]["name"] == "Хліб"
     assert body["products"][1] == {
         "sku": "milk-2",
@@ -166,7 +175,10 @@ async def test_internal_disabled_without_token(make_settings, database_url, reso
     ("body", "loc"),
     [
         ({"products": [{"sku": "a"}]}, ["body", "store_id"]),
-        ({"store_id": "s", "products": [{"name": "x"}]}, ["body", "products", 0, "sku"]),
+        (
+            {"store_id": "s", "products": [{"name": "x"}]},
+            ["body", "products", 0, "sku"],
+        ),
         ({"store_id": "s", "products": [{"sku": 5}]}, ["body", "products", 0, "sku"]),
         ({"store_id": "s", "products": [{"sku": ""}]}, ["body", "products", 0, "sku"]),
         ({"store_id": "s", "products": "a"}, ["body", "products"]),
@@ -211,7 +223,9 @@ async def test_warm_check_makes_no_query(client, dispatcher, tenant, merchant):
     assert len(merchant.requests) == 2
 
 
-async def test_tenant_uses_own_url_and_secret(client, dispatcher, tenant, start_merchant):
+async def test_tenant_uses_own_url_and_secret(
+    client, dispatcher, tenant, start_merchant
+):
     """Each tenant's check goes to its own merchant, signed with its own secret."""
     from tests.admin_api.test_admin_webhooks import signed_by
 
