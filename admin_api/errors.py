@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dispatcher.errors import (
     InvalidInput,
@@ -27,6 +27,7 @@ from dispatcher.errors import (
 log = structlog.get_logger("admin_api")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Fields whose submitted values are never echoed back in an error, because they
@@ -107,6 +108,27 @@ def parse_model(model: type[ModelT], data: Any) -> ModelT:
         raise RequestValidationError(
             [_pydantic_item(error) for error in exc.errors()]
         ) from None
+
+
+def parse_tagged_union(adapter: TypeAdapter[T], data: Any) -> T:
+    """Validate a union discriminated by `action`, reporting fields as sent.
+
+    pydantic puts the tag first in each error's location (`add.sku`); the caller
+    sent a flat object, so the tag is dropped and a bad tag is reported on
+    `action` itself.
+    """
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        items = []
+        for error in exc.errors():
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                error["loc"] = ("action",)
+                error["input"] = data.get("action") if isinstance(data, dict) else data
+            else:
+                error["loc"] = error["loc"][1:]
+            items.append(_pydantic_item(error))
+        raise RequestValidationError(items) from None
 
 
 def _pydantic_item(error: Any) -> dict[str, Any]:

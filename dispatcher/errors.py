@@ -92,6 +92,14 @@ class WebhookError(DispatcherError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        # The code of every failed attempt of the call, in order; set by the
+        # transport when the call as a whole fails.
+        self.attempt_codes: tuple[str, ...] = ()
+
+    @property
+    def timed_out_every_attempt(self) -> bool:
+        codes = self.attempt_codes or (self.code,)
+        return all(code == WebhookTimeout.code for code in codes)
 
 
 class WebhookTimeout(WebhookError):

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeGuard
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.errors import WebhookError, WebhookInvalidResponse, WebhookTimeout
+from dispatcher.errors import WebhookError, WebhookInvalidResponse
 from dispatcher.jsonbody import load_json_body
 from dispatcher.signing import encode_body
 from dispatcher.storage.repository import TenantConfig
@@ -131,7 +131,7 @@ async def _check_batch(
         entries = parse_products_response(response.body, set(skus))
     except WebhookError as exc:
         reason: UnavailableReason = (
-            "webhook_timeout" if isinstance(exc, WebhookTimeout) else "webhook_error"
+            "webhook_timeout" if exc.timed_out_every_attempt else "webhook_error"
         )
         if isinstance(exc, WebhookInvalidResponse):
             log.warning(

@@ -5,26 +5,33 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import structlog
 from aiohttp.abc import AbstractResolver
 
+from dispatcher.cart import CartOperation, SessionStartRequest, parse_cart_get
 from dispatcher.configcache import ConfigCache
 from dispatcher.errors import (
     WebhookError,
     WebhookInvalidResponse,
     WebhookNotConfigured,
 )
-from dispatcher.jsonbody import load_json_body
 from dispatcher.products import (
     ProductsCheckRequest,
     ProductsCheckResult,
     check_products,
     parse_products_response,
 )
+from dispatcher.sessions import (
+    CartResult,
+    SessionCartView,
+    apply_cart_operation,
+    cart_get_call,
+    start_session,
+)
 from dispatcher.settings import Settings
 from dispatcher.signing import encode_body
+from dispatcher.storage.carts import CartStore
 from dispatcher.storage.database import create_engine
 from dispatcher.storage.notify import ConfigChangeListener
 from dispatcher.storage.repository import ConfigUpdate, Repository, TenantConfig
@@ -69,6 +76,7 @@ class Dispatcher:
         self.resolver = resolver
         self.transport = Transport(settings, resolver)
         self.configs = ConfigCache(repository, settings.config_cache_ttl_seconds)
+        self.carts = CartStore(repository.engine)
         self.listener: ConfigChangeListener | None = None
         if not settings.is_sqlite:
             self.listener = ConfigChangeListener(
@@ -108,6 +116,28 @@ class Dispatcher:
             request,
             batch_size=self.settings.max_skus_per_request,
         )
+
+    async def apply_cart_operation(
+        self, tenant_id: str, operation: CartOperation
+    ) -> CartResult:
+        """Apply one cart operation; operations on one session run in order."""
+        config = await self.configs.get(tenant_id)
+        return await apply_cart_operation(self.transport, self.carts, config, operation)
+
+    async def start_session(
+        self, tenant_id: str, request: SessionStartRequest
+    ) -> SessionCartView:
+        """Start a session, seeding its cart from the merchant when configured."""
+        config = await self.configs.get(tenant_id)
+        return await start_session(self.transport, self.carts, config, request)
+
+    async def session_cart(
+        self, tenant_id: str, store_id: str, session_id: str
+    ) -> SessionCartView | None:
+        """Return the platform's copy of a session cart, None if there is none."""
+        await self.configs.get(tenant_id)  # raises TenantNotFound
+        items = await self.carts.read((tenant_id, store_id, session_id))
+        return None if items is None else SessionCartView(items=items)
 
     async def get_config(self, tenant_id: str) -> TenantConfig:
         return await self.configs.get(tenant_id)
@@ -179,33 +209,14 @@ def _probe_call(config: TenantConfig, target: ProbeTarget) -> WebhookCall:
             config.secret,
             config.timeout_seconds,
         )
-    query = {"store_id": PROBE_STORE_ID, "session_id": PROBE_SESSION_ID}
-    return WebhookCall(
-        config.tenant_id,
-        "cart_get",
-        "GET",
-        with_query(url, query),
-        b"",
-        config.secret,
-        config.timeout_seconds,
-    )
-
-
-def with_query(url: str, params: dict[str, str]) -> str:
-    """Append percent-encoded parameters, keeping the URL's own query."""
-    parts = urlsplit(url)
-    extra = urlencode(params)
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    return cart_get_call(config, PROBE_STORE_ID, PROBE_SESSION_ID)
 
 
 def _check_probe_body(target: ProbeTarget, body: bytes) -> None:
     if target == "products":
         parse_products_response(body, set(PROBE_SKUS))
         return
-    document = load_json_body(body)
-    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
-        raise WebhookInvalidResponse("body is not an object with an 'items' array")
+    parse_cart_get(body)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -140,9 +140,11 @@ class Transport:
         Raises a WebhookError subclass when every allowed attempt failed.
         """
         started = time.monotonic()
+        failures: list[str] = []
         try:
-            return await self._send_with_retry(call, retry=retry)
+            return await self._send_with_retry(call, retry=retry, failures=failures)
         except WebhookError as exc:
+            exc.attempt_codes = tuple(failures)
             log.warning(
                 "webhook.failed",
                 tenant_id=call.tenant_id,
@@ -156,7 +158,7 @@ class Transport:
             raise
 
     async def _send_with_retry(
-        self, call: WebhookCall, *, retry: bool
+        self, call: WebhookCall, *, retry: bool, failures: list[str]
     ) -> WebhookResponse:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(MAX_ATTEMPTS if retry else 1),
@@ -169,12 +171,14 @@ class Transport:
         async for attempt in retrying:
             with attempt:
                 response = await self._send_signed(
-                    call, attempt.retry_state.attempt_number
+                    call, attempt.retry_state.attempt_number, failures
                 )
         assert response is not None  # AsyncRetrying either returned or raised
         return response
 
-    async def _send_signed(self, call: WebhookCall, attempt: int) -> WebhookResponse:
+    async def _send_signed(
+        self, call: WebhookCall, attempt: int, failures: list[str]
+    ) -> WebhookResponse:
         headers = {
             REQUEST_ID_HEADER: call.request_id,
             **signature_headers(call.secret, call.body),
@@ -186,6 +190,7 @@ class Transport:
         try:
             status, body = await self._send_once(call, headers)
         except WebhookError as exc:
+            failures.append(exc.code)
             log.warning(
                 "webhook.attempt_failed",
                 tenant_id=call.tenant_id,

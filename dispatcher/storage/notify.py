@@ -39,6 +39,8 @@ class ConfigChangeListener:
         self.connected = asyncio.Event()
 
     def start(self) -> None:
+        if self._task is not None:
+            return
         self._task = asyncio.create_task(self._run(), name="config-change-listener")
 
     async def close(self) -> None:

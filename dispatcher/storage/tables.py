@@ -62,3 +62,21 @@ class WebhookConfig(Base):
         DateTime(timezone=True), default=utcnow
     )
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class SessionCart(Base):
+    """The platform's copy of one session's cart, as the merchant confirmed it."""
+
+    __tablename__ = "session_carts"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    store_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    # The items as a JSON array; always read and written whole.
+    items: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
