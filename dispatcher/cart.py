@@ -284,7 +284,7 @@ def parse_cart_get(body: bytes) -> SeededCart:
 
     The body must be an object with an `items` array, else WebhookInvalidResponse.
     """
-    document = load_json_body(body)
+    document = load_json_body(body, invalid_numbers_as_nan=True)
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise WebhookInvalidResponse("body is not an object with an 'items' array")
 

@@ -8,7 +8,6 @@ Every other SKU is reported as unavailable with the reason.
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,9 +161,10 @@ def parse_products_response(
 
     The body must be a JSON object with a `products` array, else
     WebhookInvalidResponse. Entries for SKUs that were not requested are ignored,
-    and for a SKU listed twice the first entry counts, valid or not.
+    and for a SKU listed twice the first entry counts, valid or not. NaN,
+    Infinity and numbers beyond a double make only their entry invalid.
     """
-    document = load_json_body(body)
+    document = load_json_body(body, invalid_numbers_as_nan=True)
     if not isinstance(document, dict) or not isinstance(document.get("products"), list):
         raise WebhookInvalidResponse("body is not an object with a 'products' array")
 
@@ -204,9 +204,9 @@ def _is_positive_number(value: object) -> TypeGuard[int | float]:
     # bool is an int subclass in Python but a distinct JSON type: true is not 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    if isinstance(value, int) and value > _MAX_DOUBLE:
-        return False
-    return math.isfinite(value) and value > 0
+    # Comparisons between int and float are exact in Python, so this also holds
+    # for integers beyond a double's range; NaN fails both comparisons.
+    return 0 < value <= _MAX_DOUBLE
 
 
 def _assemble(

@@ -80,7 +80,7 @@ class WebhookCall:
     @property
     def host(self) -> str:
         """Host and port of the URL, the only part of it that may be logged."""
-        return urlsplit(self.url).netloc
+        return urlsplit(self.url).netloc.rpartition("@")[2]
 
 
 @dataclass(frozen=True)
