@@ -2,8 +2,9 @@
 
 The demo issues a throwaway CA, starts the sample merchant over HTTPS with it, and
 starts the platform's HTTP API on a temporary SQLite database. It then acts as a
-merchant's admin (save the webhook URLs, read them back, probe them) and as the
-platform's search (price and filter four search results). Every server listens on
+merchant's admin (save the webhook URLs, read them back, probe them), as the
+platform's search (price and filter four search results) and as its agent (start
+a session from the merchant's cart, then change the cart). Every server listens on
 127.0.0.1, and everything the demo creates is removed when it ends.
 """
 
@@ -43,7 +44,7 @@ STORE_ID = "store-1"
 DEMO_SESSION_ID = "demo-customer"
 
 # Four search results, one per outcome of the products check. The catalog fields
-# are passed through to the platform's answer unchanged.
+# are passed through to the platform's response unchanged.
 SEARCH_RESULTS = (
     {"sku": "хліб-001", "name": "Хліб житній"},
     {"sku": "kefir-001", "name": "Kefir 1% 900 g"},
@@ -60,9 +61,11 @@ VISIBLE_SECRET_CHARS = 6
 
 
 class DemoFailed(Exception):
-    """A step got an answer other than the one the flow expects."""
+    """A step received a response other than the one the flow expects."""
 
 
+# NOTE: the output contains Cyrillic. When stdout's encoding cannot represent it
+# (PYTHONIOENCODING=ascii, for example), printing fails and the demo exits 1.
 class StepPrinter:
     """Prints numbered step headings, notes and JSON bodies to stdout."""
 
@@ -92,7 +95,7 @@ class StepPrinter:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """What the API steps share: the printer, the running servers and the tenant."""
+    """State shared by the API steps: the printer, the running servers, the tenant."""
 
     printer: StepPrinter
     http: aiohttp.ClientSession
@@ -106,21 +109,29 @@ class DemoRun:
     async def call(
         self, method: str, path: str, token: str, body: Any | None = None
     ) -> Any:
-        """Send one request to the platform, print both sides, return the JSON.
+        """Send one request to the platform and print it with its response.
 
-        Raises DemoFailed unless the platform answers 200.
+        Returns the parsed JSON body. Raises DemoFailed unless the status is 200.
         """
         url = self.api_url + path
         self.printer.request(method, url, body)
         headers = {"Authorization": f"Bearer {token}"}
-        async with self.http.request(method, url, json=body, headers=headers) as reply:
-            status = reply.status
-            answer = json.loads(await reply.read())
-        self.printer.response(status, answer)
+        async with self.http.request(
+            method, url, json=body, headers=headers
+        ) as http_response:
+            status = http_response.status
+            raw = await http_response.read()
+        try:
+            response = json.loads(raw)
+        except ValueError:
+            raise DemoFailed(
+                f"{method} {path} returned {status} without JSON"
+            ) from None
+        self.printer.response(status, response)
 
         if status != 200:
-            raise DemoFailed(f"{method} {path} returned {status}: {answer}")
-        return answer
+            raise DemoFailed(f"{method} {path} returned {status}: {response}")
+        return response
 
 
 Step = Callable[[DemoRun], Awaitable[None]]
@@ -138,8 +149,8 @@ async def run_demo() -> int:
                 demo = await _start_servers(stack, printer, Path(workdir))
                 for step in API_STEPS:
                     await step(demo)
-    # A demo ends with one readable line that names the failed step, because a
-    # traceback would hide which step of the flow went wrong.
+    # A demo ends with one readable line that names the failed step, which tells
+    # its reader more than a traceback through aiohttp and SQLAlchemy internals.
     except Exception as exc:
         print(f"\nDemo failed in {printer.current}: {_describe(exc)}")
         return 1
@@ -154,7 +165,7 @@ async def run_demo() -> int:
 async def _start_servers(
     stack: AsyncExitStack, printer: StepPrinter, workdir: Path
 ) -> DemoRun:
-    """Start the merchant and the platform; `stack` stops them in reverse order."""
+    """Start the merchant and the platform. `stack` stops them in reverse order."""
     ca_file, server_ssl = _create_ca(printer, workdir)
     merchant = SampleMerchant()
     merchant_url = await _start_merchant(stack, printer, merchant, server_ssl)
@@ -276,9 +287,9 @@ async def _configure_webhooks(demo: DemoRun) -> None:
         "cart_url": demo.merchant_url + CART_PATH,
         "cart_get_url": demo.merchant_url + CART_PATH,
     }
-    answer = await demo.call("PATCH", "/api/v1/admin/webhooks", demo.admin_key, body)
+    response = await demo.call("PATCH", "/api/v1/admin/webhooks", demo.admin_key, body)
 
-    secret = answer.get("secret")
+    secret = response.get("secret")
     if not isinstance(secret, str):
         raise DemoFailed("the PATCH response contains no generated secret")
     demo.merchant.set_secret(secret)
@@ -291,9 +302,9 @@ async def _configure_webhooks(demo: DemoRun) -> None:
 
 async def _read_webhooks(demo: DemoRun) -> None:
     demo.printer.step("The admin reads the settings back")
-    answer = await demo.call("GET", "/api/v1/admin/webhooks", demo.admin_key)
+    response = await demo.call("GET", "/api/v1/admin/webhooks", demo.admin_key)
 
-    if answer.get("has_secret") is not True:
+    if response.get("has_secret") is not True:
         raise DemoFailed("GET /api/v1/admin/webhooks reports no secret")
     demo.printer.note("The secret itself is never returned, only has_secret.")
 
@@ -301,22 +312,24 @@ async def _read_webhooks(demo: DemoRun) -> None:
 async def _probe_products_webhook(demo: DemoRun) -> None:
     demo.printer.step("The admin tests the products webhook")
     path = "/api/v1/admin/webhooks/test"
-    answer = await demo.call("POST", path, demo.admin_key)
+    response = await demo.call("POST", path, demo.admin_key)
 
-    if answer.get("ok") is not True:
-        raise DemoFailed(f"the probe failed with error {answer.get('error')!r}")
-    demo.printer.note("The merchant verified the signature and answered in time.")
+    if response.get("ok") is not True:
+        raise DemoFailed(f"the probe failed with error {response.get('error')!r}")
+    demo.printer.note(
+        "The merchant verified the signature and responded within the timeout."
+    )
 
 
 async def _check_products(demo: DemoRun) -> None:
     demo.printer.step("Search asks for live prices and stock of four results")
     path = f"/internal/v1/tenants/{demo.tenant_id}/products/check"
     body = {"store_id": STORE_ID, "products": list(SEARCH_RESULTS)}
-    answer = await demo.call("POST", path, demo.internal_token, body)
+    response = await demo.call("POST", path, demo.internal_token, body)
 
-    _print_products_outcome(demo.printer, answer)
-    available = [product["sku"] for product in answer["products"]]
-    reasons = {item["sku"]: item["reason"] for item in answer["unavailable"]}
+    _print_products_outcome(demo.printer, response)
+    available = [product["sku"] for product in response["products"]]
+    reasons = {item["sku"]: item["reason"] for item in response["unavailable"]}
     if available != EXPECTED_AVAILABLE or reasons != EXPECTED_UNAVAILABLE:
         raise DemoFailed(
             f"expected available {EXPECTED_AVAILABLE} and unavailable "
@@ -324,9 +337,9 @@ async def _check_products(demo: DemoRun) -> None:
         )
 
 
-def _print_products_outcome(printer: StepPrinter, answer: dict[str, Any]) -> None:
+def _print_products_outcome(printer: StepPrinter, response: dict[str, Any]) -> None:
     printer.note("\nAvailable (the assistant may show these):")
-    for product in answer["products"]:
+    for product in response["products"]:
         price = f"{product['price']:.2f}"
         if product["promo_price"] is not None:
             price = (
@@ -336,19 +349,90 @@ def _print_products_outcome(printer: StepPrinter, answer: dict[str, Any]) -> Non
         printer.note(f"  {product['sku']:<11} {product['name']:<24} {price}")
 
     printer.note("Unavailable (never shown to the customer):")
-    for item in answer["unavailable"]:
+    for item in response["unavailable"]:
         printer.note(f"  {item['sku']:<11} {item['reason']}")
 
 
-# The API steps in order; each prints its own heading.
+async def _start_session(demo: DemoRun) -> None:
+    demo.printer.step("A conversation starts: the platform reads the merchant's cart")
+    path = f"/internal/v1/tenants/{demo.tenant_id}/sessions"
+    body = {"store_id": STORE_ID, "session_id": DEMO_SESSION_ID}
+    response = await demo.call("POST", path, demo.internal_token, body)
+
+    seeded = [item["sku"] for item in response["items"]]
+    if response.get("ok") is not True or seeded != ["apples-kg"]:
+        raise DemoFailed(f"expected the seeded cart ['apples-kg'], got {seeded}")
+    demo.printer.note("The session cart now holds what the customer had on the site.")
+
+
+# Cart operations the assistant makes, each with the outcome the flow expects:
+# True for a confirmed change, or the merchant's rejection reason.
+CART_OPERATIONS: tuple[tuple[dict[str, Any], bool | str], ...] = (
+    (
+        {
+            "action": "add",
+            "sku": "kefir-001",
+            "name": "Kefir 1% 900 g",
+            "quantity": 2,
+            "price": 52.0,
+            "promo_price": 42.0,
+        },
+        True,
+    ),
+    ({"action": "update_quantity", "sku": "apples-kg", "quantity": 0.5}, True),
+    (
+        {
+            "action": "add",
+            "sku": "yogurt-001",
+            "name": "Strawberry yogurt 250 g",
+            "quantity": 1,
+            "price": 38.5,
+        },
+        "out_of_stock",
+    ),
+    ({"action": "remove", "sku": "kefir-001"}, True),
+    ({"action": "clear"}, True),
+)
+
+
+async def _change_cart(demo: DemoRun) -> None:
+    path = f"/internal/v1/tenants/{demo.tenant_id}/cart"
+    for operation, expected in CART_OPERATIONS:
+        demo.printer.step(f"The assistant asks the merchant to {operation['action']}")
+        body = {"store_id": STORE_ID, "session_id": DEMO_SESSION_ID, **operation}
+        response = await demo.call("POST", path, demo.internal_token, body)
+
+        if expected is True and response.get("ok") is not True:
+            raise DemoFailed(f"expected the merchant to confirm, got {response}")
+        if expected is not True and response.get("reason") != expected:
+            raise DemoFailed(f"expected the reason {expected!r}, got {response}")
+        _print_cart_outcome(demo.printer, response)
+
+
+def _print_cart_outcome(printer: StepPrinter, response: dict[str, Any]) -> None:
+    if response["ok"] is not True:
+        printer.note(
+            f"The merchant rejected it ({response['reason']}); the session cart "
+            "is unchanged and the assistant tells the customer why."
+        )
+        return
+    change = response["cart_changed"]
+    printer.note(f"cart_changed: {change['action']}, total {change['total']:.2f}")
+    for item in change["items"]:
+        price = (
+            item["promo_price"] if item["promo_price"] is not None else item["price"]
+        )
+        printer.note(f"  {item['sku']:<11} {item['quantity']:g} x {price:.2f}")
+
+
+# The API steps in order. Each prints its own heading.
 API_STEPS: tuple[Step, ...] = (
     _configure_webhooks,
     _read_webhooks,
     _probe_products_webhook,
     _check_products,
-    # TODO: add the cart steps (start a session from the merchant's seeded cart,
-    # then add, update_quantity, remove and clear) once the platform has its
-    # internal cart and session routes.
+    _start_session,
+    _change_cart,
 )
 
 

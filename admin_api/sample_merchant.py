@@ -1,7 +1,7 @@
 """An example merchant backend: the three webhooks that VIZOCHOK calls.
 
-VIZOCHOK keeps a shop's catalog for search, but asks the shop's own backend for
-everything that changes by the minute. A merchant implements three HTTPS endpoints:
+VIZOCHOK keeps a shop's catalog for search, but fetches everything that changes by
+the minute from the shop's own backend. A merchant implements three HTTPS endpoints:
 
 - ``POST products_url`` receives ``{"skus": [...], "store_id": "..."}`` with the
   SKUs that search found (1 to 10 per request). Return ``{"products": [...]}`` with
@@ -36,6 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -45,6 +46,8 @@ from dispatcher.signing import (
     TIMESTAMP_HEADER,
     verify_signature,
 )
+
+log = structlog.get_logger("admin_api.sample_merchant")
 
 PRODUCTS_PATH = "/webhooks/products"
 CART_PATH = "/webhooks/cart"
@@ -228,9 +231,9 @@ class SampleMerchant:
             return _rejected("product_not_found")
         line = cart.get(sku)
         total = quantity + (line.quantity if line is not None else 0)
-        refusal = _stock_refusal(product, total)
-        if refusal is not None:
-            return _rejected(refusal)
+        stock_reason = _stock_reason(product, total)
+        if stock_reason is not None:
+            return _rejected(stock_reason)
 
         if line is None:
             cart[sku] = CartLine.from_product(product, quantity)
@@ -261,9 +264,9 @@ class SampleMerchant:
         line = cart.get(sku)
         if line is None:
             return _rejected("not_in_cart")
-        refusal = _stock_refusal(self.catalog[sku], quantity)
-        if refusal is not None:
-            return _rejected(refusal)
+        stock_reason = _stock_reason(self.catalog[sku], quantity)
+        if stock_reason is not None:
+            return _rejected(stock_reason)
 
         line.quantity = quantity
         return _accepted()
@@ -287,7 +290,7 @@ def _offer(product: Product) -> dict[str, Any]:
     return offer
 
 
-def _stock_refusal(product: Product, quantity: float) -> str | None:
+def _stock_reason(product: Product, quantity: float) -> str | None:
     if product.stock <= 0:
         return "out_of_stock"
     if quantity > product.stock:
@@ -335,7 +338,7 @@ async def require_signature(
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not request.app[MERCHANT].verify(body, timestamp, signature):
-        return web.json_response({"error": "invalid signature"}, status=401)
+        return _rejected_request(request, 401, "invalid signature")
     return await handler(request)
 
 
@@ -343,7 +346,9 @@ async def products_webhook(request: web.Request) -> web.Response:
     payload = await _json_object(request)
     skus = payload.get("skus") if payload is not None else None
     if not isinstance(skus, list) or not all(isinstance(sku, str) for sku in skus):
-        return _bad_request("the body must be a JSON object with a 'skus' array")
+        return _rejected_request(
+            request, 400, "the body must be a JSON object with a 'skus' array"
+        )
 
     return web.json_response({"products": request.app[MERCHANT].offers(skus)})
 
@@ -351,7 +356,9 @@ async def products_webhook(request: web.Request) -> web.Response:
 async def cart_webhook(request: web.Request) -> web.Response:
     payload = await _json_object(request)
     if payload is None:
-        return _bad_request("the body must be a JSON object with an 'action' field")
+        return _rejected_request(
+            request, 400, "the body must be a JSON object with an 'action' field"
+        )
 
     request_id = request.headers.get(REQUEST_ID_HEADER)
     return web.json_response(request.app[MERCHANT].apply_once(request_id, payload))
@@ -360,7 +367,9 @@ async def cart_webhook(request: web.Request) -> web.Response:
 async def cart_get_webhook(request: web.Request) -> web.Response:
     session_id = request.query.get("session_id")
     if not session_id:
-        return _bad_request("the session_id query parameter is required")
+        return _rejected_request(
+            request, 400, "the session_id query parameter is required"
+        )
 
     return web.json_response({"items": request.app[MERCHANT].cart_items(session_id)})
 
@@ -373,8 +382,16 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def _bad_request(message: str) -> web.Response:
-    return web.json_response({"error": message}, status=400)
+def _rejected_request(request: web.Request, status: int, message: str) -> web.Response:
+    # The path only: the query holds the customer's session_id.
+    log.warning(
+        "sample_merchant.request_rejected",
+        method=request.method,
+        path=request.path,
+        status=status,
+        error=message,
+    )
+    return web.json_response({"error": message}, status=status)
 
 
 def create_merchant_app(merchant: SampleMerchant) -> web.Application:
