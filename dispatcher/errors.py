@@ -15,7 +15,8 @@
         ├── WebhookTLSError       certificate or handshake failure
         ├── BlockedAddress        the merchant host resolves to a forbidden address
         ├── WebhookStatusError    a non-2xx status (redirects included)
-        └── WebhookInvalidResponse  the body is too large or not what the contract says
+        ├── WebhookInvalidResponse  the body is too large or not what the contract says
+        └── CircuitOpen           recent calls failed, so this one was not sent
 
 Foreign exceptions (aiohttp, asyncio, SQLAlchemy) are translated into these once, in
 the module that meets them, so callers only ever handle this tree.
@@ -146,3 +147,9 @@ class WebhookInvalidResponse(WebhookError):
     """The body was too large, not JSON, or not the shape the contract requires."""
 
     code = "invalid_response"
+
+
+class CircuitOpen(WebhookError):
+    """The tenant webhook's circuit is open: the call failed without being sent."""
+
+    code = "circuit_open"

@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     # long, because cached tenant configs expire.
     config_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
 
+    # Isolation between tenants. A healthy merchant answers in tens of
+    # milliseconds, so 32 calls in flight per host sustain hundreds of calls per
+    # second, while a host that hangs ties up at most 32 connections for its
+    # timeout. A tenant may use two hosts' worth, so one tenant's burst of
+    # concurrent chats cannot monopolise the process either.
+    max_concurrent_per_host: int = Field(default=32, ge=1, le=10_000)
+    max_concurrent_per_tenant: int = Field(default=64, ge=1, le=10_000)
+    # Five failed calls within 30 s open a tenant webhook's circuit for 30 s:
+    # enough to ride out one slow minute, few enough that a dead merchant stops
+    # costing chats its full timeout within seconds.
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    circuit_cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
+
     @field_validator("allow_private_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:

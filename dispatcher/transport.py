@@ -31,7 +31,10 @@ from tenacity import (
 )
 from yarl import URL
 
+from dispatcher.bulkheads import Bulkheads
+from dispatcher.circuit import CircuitBreakers, CircuitSettings
 from dispatcher.errors import (
+    CircuitOpen,
     DispatcherError,
     WebhookConnectionError,
     WebhookError,
@@ -103,6 +106,16 @@ class Transport:
         self._policy = settings.address_policy
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        self.bulkheads = Bulkheads(
+            settings.max_concurrent_per_host, settings.max_concurrent_per_tenant
+        )
+        self.circuits = CircuitBreakers(
+            CircuitSettings(
+                failure_threshold=settings.circuit_failure_threshold,
+                window_seconds=settings.circuit_window_seconds,
+                cooldown_seconds=settings.circuit_cooldown_seconds,
+            )
+        )
 
     async def start(self) -> None:
         if self._session is not None:
@@ -110,8 +123,9 @@ class Transport:
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self._policy, self._resolver),
             ssl=self._ssl_context(),
-            # NOTE: a high ceiling only; per-merchant fairness is not enforced here.
-            limit=512,
+            # A ceiling on open sockets; fairness between merchants and tenants
+            # comes from the bulkheads, which are far below it per host.
+            limit=1000,
             ttl_dns_cache=10,
         )
         self._session = aiohttp.ClientSession(
@@ -134,17 +148,28 @@ class Transport:
             context.load_verify_locations(cafile=str(self._settings.extra_ca_file))
         return context
 
-    async def send(self, call: WebhookCall, *, retry: bool = True) -> WebhookResponse:
+    async def send(
+        self, call: WebhookCall, *, retry: bool = True, use_circuit: bool = True
+    ) -> WebhookResponse:
         """Deliver `call` under the delivery rules and return its 2xx response.
 
-        Raises a WebhookError subclass when every allowed attempt failed.
+        Raises a WebhookError subclass when every allowed attempt failed, and
+        CircuitOpen without sending when the tenant webhook's circuit is open.
+        `use_circuit=False` sends regardless and does not count a failure (the
+        admin probe), but a success still closes the circuit.
         """
+        key = (call.tenant_id, call.webhook)
+        if use_circuit and not self.circuits.allow(key):
+            raise CircuitOpen(f"circuit open for {call.webhook}; call not sent")
+
         started = time.monotonic()
         failures: list[str] = []
         try:
-            return await self._send_with_retry(call, retry=retry, failures=failures)
+            response = await self._send_with_retry(call, retry=retry, failures=failures)
         except WebhookError as exc:
             exc.attempt_codes = tuple(failures)
+            if use_circuit:
+                self.circuits.record_failure(key)
             log.warning(
                 "webhook.failed",
                 tenant_id=call.tenant_id,
@@ -156,6 +181,13 @@ class Transport:
                 elapsed_ms=_elapsed_ms(started),
             )
             raise
+        except BaseException:
+            # Cancelled (the chat request went away): no verdict on the merchant.
+            if use_circuit:
+                self.circuits.release_probe(key)
+            raise
+        self.circuits.record_success(key)
+        return response
 
     async def _send_with_retry(
         self, call: WebhookCall, *, retry: bool, failures: list[str]
@@ -221,10 +253,16 @@ class Transport:
     ) -> tuple[int, bytes]:
         if self._session is None:
             raise RuntimeError("Transport.start() must be awaited before send()")
-        response_started = False
+        check_ip_literal(self._policy, URL(call.url).raw_host or "")
+        slot_taken = response_started = False
         try:
-            async with asyncio.timeout(call.timeout_seconds):
-                check_ip_literal(self._policy, URL(call.url).raw_host or "")
+            # One deadline covers the wait for a bulkhead slot, name resolution,
+            # connect, TLS, headers and the whole body.
+            async with (
+                asyncio.timeout(call.timeout_seconds),
+                self.bulkheads.slot(call.tenant_id, call.host),
+            ):
+                slot_taken = True
                 async with self._session.request(
                     call.method,
                     call.url,
@@ -244,6 +282,11 @@ class Transport:
         except DispatcherError:
             raise
         except TimeoutError as exc:
+            if not slot_taken:
+                raise WebhookTimeout(
+                    f"no free slot for {call.host} within {call.timeout_seconds} s; "
+                    "the call was not sent"
+                ) from exc
             raise WebhookTimeout(
                 f"no complete answer within {call.timeout_seconds} s"
             ) from exc
