@@ -23,6 +23,7 @@ async def get_webhooks(request: web.Request) -> web.Response:
         cart_get_url=config.cart_get_url,
         has_secret=config.secret is not None,
         timeout_seconds=config.timeout_seconds,
+        circuit=request.app[DISPATCHER].circuit_states(tenant_id),
     )
     return web.json_response(view.model_dump())
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeGuard
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.errors import WebhookError, WebhookInvalidResponse
+from dispatcher.errors import CircuitOpen, WebhookError, WebhookInvalidResponse
 from dispatcher.jsonbody import load_json_body
 from dispatcher.signing import encode_body
 from dispatcher.storage.repository import TenantConfig
@@ -31,6 +31,7 @@ UnavailableReason = Literal[
     "webhook_timeout",
     "webhook_error",
     "not_configured",
+    "circuit_open",
 ]
 
 MAX_PROMO_LABEL_LENGTH = 100
@@ -129,9 +130,11 @@ async def _check_batch(
         response = await transport.send(call)
         entries = parse_products_response(response.body, set(skus))
     except WebhookError as exc:
-        reason: UnavailableReason = (
-            "webhook_timeout" if exc.timed_out_every_attempt else "webhook_error"
-        )
+        reason: UnavailableReason = "webhook_error"
+        if isinstance(exc, CircuitOpen):
+            reason = "circuit_open"
+        elif exc.timed_out_every_attempt:
+            reason = "webhook_timeout"
         if isinstance(exc, WebhookInvalidResponse):
             log.warning(
                 "products.invalid_response",

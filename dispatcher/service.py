@@ -10,6 +10,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 
 from dispatcher.cart import CartOperation, SessionStartRequest, parse_cart_get
+from dispatcher.circuit import CircuitState
 from dispatcher.configcache import ConfigCache
 from dispatcher.errors import (
     WebhookError,
@@ -36,7 +37,7 @@ from dispatcher.storage.database import create_engine
 from dispatcher.storage.notify import ConfigChangeListener
 from dispatcher.storage.repository import ConfigUpdate, Repository, TenantConfig
 from dispatcher.storage.secrets import load_secret_box
-from dispatcher.transport import Transport, WebhookCall
+from dispatcher.transport import WEBHOOK_KINDS, Transport, WebhookCall
 from dispatcher.webhook_settings import WebhookSettingsUpdate, validate_update
 
 log = structlog.get_logger("dispatcher.service")
@@ -142,6 +143,11 @@ class Dispatcher:
     async def get_config(self, tenant_id: str) -> TenantConfig:
         return await self.configs.get(tenant_id)
 
+    def circuit_states(self, tenant_id: str) -> dict[str, CircuitState]:
+        """Return this instance's circuit state for each of the tenant's webhooks."""
+        circuits = self.transport.circuits
+        return {kind: circuits.state((tenant_id, kind)) for kind in WEBHOOK_KINDS}
+
     async def update_config(
         self, tenant_id: str, update: WebhookSettingsUpdate
     ) -> ConfigUpdate:
@@ -178,7 +184,7 @@ class Dispatcher:
         call = _probe_call(config, target)
         started = time.monotonic()
         try:
-            response = await self.transport.send(call, retry=False)
+            response = await self.transport.send(call, retry=False, use_circuit=False)
         except WebhookError as exc:
             return ProbeResult(False, exc.status_code, _elapsed_ms(started), exc.code)
 
@@ -188,6 +194,9 @@ class Dispatcher:
             return ProbeResult(
                 False, response.status_code, response.elapsed_ms, exc.code
             )
+
+        # The admin fixed or checked the merchant: calls may flow again at once.
+        self.transport.circuits.reset((tenant_id, target))
         return ProbeResult(True, response.status_code, response.elapsed_ms)
 
 

@@ -50,6 +50,7 @@ from dispatcher.urlpolicy import GuardedResolver, check_ip_literal
 log = structlog.get_logger("dispatcher.transport")
 
 WebhookKind = Literal["products", "cart", "cart_get"]
+WEBHOOK_KINDS: tuple[WebhookKind, ...] = ("products", "cart", "cart_get")
 
 # Response bodies larger than this after decompression are a failure. A products
 # answer for ten SKUs is a few kilobytes; the cap keeps a hostile merchant from
@@ -155,8 +156,8 @@ class Transport:
 
         Raises a WebhookError subclass when every allowed attempt failed, and
         CircuitOpen without sending when the tenant webhook's circuit is open.
-        `use_circuit=False` sends regardless and does not count a failure (the
-        admin probe), but a success still closes the circuit.
+        `use_circuit=False` (the admin probe) sends regardless and leaves the
+        circuit as it is.
         """
         key = (call.tenant_id, call.webhook)
         if use_circuit and not self.circuits.allow(key):
@@ -186,7 +187,8 @@ class Transport:
             if use_circuit:
                 self.circuits.release_probe(key)
             raise
-        self.circuits.record_success(key)
+        if use_circuit:
+            self.circuits.record_success(key)
         return response
 
     async def _send_with_retry(

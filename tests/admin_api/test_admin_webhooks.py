@@ -86,6 +86,7 @@ async def test_get_defaults(client, tenant):
         "cart_get_url": "",
         "has_secret": False,
         "timeout_seconds": 5.0,
+        "circuit": {"products": "closed", "cart": "closed", "cart_get": "closed"},
     }
 
 
@@ -288,6 +289,7 @@ async def test_invalid_patch_stores_nothing(client, tenant, merchant):
         "cart_get_url": "",
         "has_secret": False,
         "timeout_seconds": 5.0,
+        "circuit": {"products": "closed", "cart": "closed", "cart_get": "closed"},
     }
 
 
