@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -28,6 +29,7 @@ MAX_CART_ITEMS = 500
 MAX_AMOUNT = 1_000_000_000
 
 Number = int | float
+_CENT = Decimal("0.01")
 
 
 def _finite(value: Number) -> Number:
@@ -118,14 +120,22 @@ class CartItem:
 
 
 def cart_total(items: list[CartItem]) -> float:
-    """Sum of (promo_price or price) * quantity, rounded to cents.
+    """Sum of (promo_price or price) * quantity, rounded half-up to cents.
 
-    An item seeded from the merchant without a price counts as zero.
+    The sum is taken in decimal from each number's shortest repr, so 0.5 kg at
+    10.03 totals 5.02 as a person would compute it; in binary floating point the
+    product is 5.01499... and would round down. An item seeded from the merchant
+    without a price counts as zero.
     """
     total = sum(
-        (item.promo_price or item.price or 0.0) * item.quantity for item in items
+        (
+            Decimal(repr(item.promo_price or item.price or 0))
+            * Decimal(repr(item.quantity))
+            for item in items
+        ),
+        Decimal(0),
     )
-    return round(float(total), 2)
+    return float(total.quantize(_CENT, rounding=ROUND_HALF_UP))
 
 
 def webhook_body(
@@ -169,7 +179,7 @@ def parse_cart_answer(body: bytes) -> MerchantAnswer:
     if document["ok"]:
         return MerchantAnswer(ok=True)
     reason = document.get("reason")
-    if not isinstance(reason, str) or not reason:
+    if not isinstance(reason, str):
         raise WebhookInvalidResponse("'ok' is false but 'reason' is not a string")
     return MerchantAnswer(ok=False, reason=reason[:MAX_REASON_LENGTH])
 
