@@ -139,7 +139,7 @@ def _pydantic_item(error: Any) -> dict[str, Any]:
     if error["type"] != "missing" and top not in _UNECHOED_FIELDS:
         shown = json.dumps(error.get("input"), ensure_ascii=False, default=str)
         if len(shown) > _MAX_ECHO_CHARACTERS:
-            shown = shown[:_MAX_ECHO_CHARACTERS] + "…"
+            shown = shown[:_MAX_ECHO_CHARACTERS] + "..."
         message += f", got {shown}"
     return {"loc": loc, "msg": message, "type": error["type"]}
 

@@ -58,7 +58,7 @@ def redact_url(url: str) -> str:
     authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
     remainder = rest[len(authority) :]
     host = authority.rpartition("@")[2]
-    suffix = "/…" if remainder not in ("", "/") else "/"
+    suffix = "/..." if remainder not in ("", "/") else "/"
     return f"{scheme}://{host}{suffix}"
 
 

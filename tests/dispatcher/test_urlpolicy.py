@@ -808,15 +808,15 @@ async def test_guarded_resolver_close_closes_inner() -> None:
     [
         (
             "https://example.com:8443/secret-token-path?key=abc",
-            "https://example.com:8443/…",
+            "https://example.com:8443/...",
         ),
-        ("https://example.com/secret-token-path", "https://example.com/…"),
-        ("https://example.com?key=abc", "https://example.com/…"),
+        ("https://example.com/secret-token-path", "https://example.com/..."),
+        ("https://example.com?key=abc", "https://example.com/..."),
         ("https://example.com/", "https://example.com/"),
         ("https://example.com", "https://example.com/"),
-        ("https://example.com/#frag", "https://example.com/…"),
-        ("https://user:pass@example.com/x?key=abc", "https://example.com/…"),
-        ("https://[2606:4700::1111]:8443/x", "https://[2606:4700::1111]:8443/…"),
+        ("https://example.com/#frag", "https://example.com/..."),
+        ("https://user:pass@example.com/x?key=abc", "https://example.com/..."),
+        ("https://[2606:4700::1111]:8443/x", "https://[2606:4700::1111]:8443/..."),
     ],
 )
 def test_redact_url_keeps_scheme_and_authority(url: str, expected: str) -> None:
