@@ -1,4 +1,4 @@
-"""Error answers in the FastAPI shape the real platform uses.
+"""Error responses in the FastAPI shape the real platform uses.
 
 `{"detail": "message"}` for most errors, and for invalid input a 422 with
 `{"detail": [{"loc": ["body", "field"], "msg": "...", "type": "..."}]}`. One
@@ -37,7 +37,7 @@ _MAX_ECHO_CHARACTERS = 80
 
 
 class HTTPError(Exception):
-    """An answer with a status and a plain `detail` message."""
+    """An error response with a status and a plain `detail` message."""
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
@@ -113,8 +113,8 @@ def parse_model(model: type[ModelT], data: Any) -> ModelT:
 def parse_tagged_union(adapter: TypeAdapter[T], data: Any) -> T:
     """Validate a union discriminated by `action`, reporting fields as sent.
 
-    pydantic puts the tag first in each error's location (`add.sku`); the caller
-    sent a flat object, so the tag is dropped and a bad tag is reported on
+    pydantic puts the tag first in each error's location (`add.sku`). The caller
+    sent a flat object, so the tag is dropped, and a bad tag is reported on
     `action` itself.
     """
     try:
@@ -152,7 +152,7 @@ def _invalid_input_item(error: InvalidInput) -> dict[str, Any]:
 async def error_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Bind a request id for logging and turn every error into a JSON answer."""
+    """Bind a request id for logging and turn every error into a JSON response."""
     request_id = uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -43,7 +43,7 @@ class WebhooksView(BaseModel):
     cart_get_url: str
     has_secret: bool
     timeout_seconds: float
-    # Circuit state per webhook on the instance that answered: closed, open or
+    # Circuit state per webhook on the instance that served the request: closed, open or
     # half_open. Circuits are per instance, so behind a load balancer two
     # requests may see different states.
     circuit: dict[str, str]

@@ -1,6 +1,6 @@
 """Concurrency limits per merchant host and per tenant.
 
-A merchant that hangs holds each call's connection and task for the whole
+A merchant that hangs keeps each call's connection and task for the whole
 timeout. Without a limit, enough such calls take every pooled connection and
 starve all other tenants. Each call therefore needs a slot for its host and one
 for its tenant; waiting for them counts against the caller's timeout, because

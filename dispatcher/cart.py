@@ -1,4 +1,4 @@
-"""Cart operations, the session cart, and the merchant's cart answers.
+"""Cart operations, the session cart, and the merchant's cart responses.
 
 The merchant is the source of truth for the cart: every change goes to its cart
 webhook first, and the platform's session cart changes only after the merchant
@@ -21,7 +21,7 @@ from dispatcher.jsonbody import load_json_body
 # A merchant's reason is passed to the assistant unchanged, but cut to this many
 # characters so a hostile merchant cannot flood the conversation.
 MAX_REASON_LENGTH = 200
-# Cart GET answers beyond this many items are skipped and counted.
+# Cart GET responses beyond this many items are skipped and counted.
 MAX_CART_ITEMS = 500
 
 # Sanity ceiling for quantities and prices: far above any real basket, low enough
@@ -123,8 +123,8 @@ def cart_total(items: list[CartItem]) -> float:
     """Sum of (promo_price or price) * quantity, rounded half-up to cents.
 
     The sum is taken in decimal from each number's shortest repr, so 0.5 kg at
-    10.03 totals 5.02 as a person would compute it; in binary floating point the
-    product is 5.01499... and would round down. An item seeded from the merchant
+    10.03 totals 5.02 as a person would compute it. In binary floating point the
+    product is 5.01499..., which would round down. An item seeded from the merchant
     without a price counts as zero.
     """
     total = sum(
@@ -290,7 +290,7 @@ class SeededCart:
 
 
 def parse_cart_get(body: bytes) -> SeededCart:
-    """Read a cart GET answer, skipping and counting invalid or duplicate items.
+    """Parse a cart GET response, skipping and counting invalid or duplicate items.
 
     The body must be an object with an `items` array, else WebhookInvalidResponse.
     """

@@ -81,8 +81,8 @@ class ConfigurationError(DispatcherError):
 class WebhookError(DispatcherError):
     """A call to a merchant's webhook failed.
 
-    `code` is the fixed error code the admin test route reports, `retryable` says
-    whether the delivery rules allow one more attempt, and `status_code` is set when
+    `code` is the fixed error code the admin test route reports, `retryable` is
+    True when the delivery rules allow one more attempt, and `status_code` is set when
     an HTTP response arrived. Messages name the host only, never a URL's path or
     query, because those may carry the merchant's access tokens.
     """
@@ -132,13 +132,13 @@ class BlockedAddress(WebhookError):
 
 
 class WebhookStatusError(WebhookError):
-    """The merchant answered with a status other than 2xx."""
+    """The merchant responded with a status other than 2xx."""
 
     code = "http_status"
 
     def __init__(self, status_code: int) -> None:
         super().__init__(
-            f"merchant answered HTTP {status_code}", status_code=status_code
+            f"merchant responded with HTTP {status_code}", status_code=status_code
         )
         self.retryable = status_code >= 500
 

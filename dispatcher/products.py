@@ -77,7 +77,7 @@ class PricedProduct:
 
 
 class _Invalid:
-    """Marks a SKU whose first entry in the merchant's answer was invalid."""
+    """Marks a SKU whose first entry in the merchant's response was invalid."""
 
 
 _INVALID = _Invalid()
@@ -160,7 +160,7 @@ async def _check_batch(
 def parse_products_response(
     body: bytes, requested: set[str]
 ) -> dict[str, PricedProduct | _Invalid]:
-    """Validate a products answer entry by entry.
+    """Validate a products response entry by entry.
 
     The body must be a JSON object with a `products` array, else
     WebhookInvalidResponse. Entries for SKUs that were not requested are ignored,

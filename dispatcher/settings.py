@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # long, because cached tenant configs expire.
     config_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
 
-    # Isolation between tenants. A healthy merchant answers in tens of
+    # Isolation between tenants. A healthy merchant responds in tens of
     # milliseconds, so 32 calls in flight per host sustain hundreds of calls per
     # second, while a host that hangs ties up at most 32 connections for its
     # timeout. A tenant may use two hosts' worth, so one tenant's burst of

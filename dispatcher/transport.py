@@ -53,7 +53,7 @@ WebhookKind = Literal["products", "cart", "cart_get"]
 WEBHOOK_KINDS: tuple[WebhookKind, ...] = ("products", "cart", "cart_get")
 
 # Response bodies larger than this after decompression are a failure. A products
-# answer for ten SKUs is a few kilobytes; the cap keeps a hostile merchant from
+# response for ten SKUs is a few kilobytes; the cap keeps a hostile merchant from
 # making the platform buffer an unbounded body.
 MAX_RESPONSE_BYTES = 1024 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
@@ -89,7 +89,7 @@ class WebhookCall:
 
 @dataclass(frozen=True)
 class WebhookResponse:
-    """A 2xx answer, with the body read in full (at most MAX_RESPONSE_BYTES)."""
+    """A 2xx response, with the body read in full (at most MAX_RESPONSE_BYTES)."""
 
     status_code: int
     body: bytes
@@ -290,7 +290,7 @@ class Transport:
                     "the call was not sent"
                 ) from exc
             raise WebhookTimeout(
-                f"no complete answer within {call.timeout_seconds} s"
+                f"no complete response within {call.timeout_seconds} s"
             ) from exc
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             raise WebhookTLSError(f"TLS failed for {call.host}: {exc}") from exc

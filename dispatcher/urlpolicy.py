@@ -31,7 +31,7 @@ SAVE_RESOLVE_TIMEOUT_SECONDS = 5.0
 
 # Whitespace, C0 and C1 controls, DEL and backslashes. A backslash is read as "/" by
 # browsers and some parsers but not others, which lets two parsers disagree on the
-# host; whitespace and controls are how header and request-line injection starts.
+# host. Whitespace and controls are how header and request-line injection starts.
 _FORBIDDEN_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\\]")
 _AUTHORITY_END = re.compile(r"[/?#\\]")
 
@@ -230,7 +230,7 @@ class GuardedResolver(AbstractResolver):
     """An aiohttp resolver that refuses hosts resolving to forbidden addresses.
 
     Every address returned for a host is checked, not only the first: aiohttp may
-    fall back to any of them, and a mixed answer is a classic rebinding trick.
+    fall back to any of them, and a mixed result is a classic rebinding trick.
     """
 
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None):
