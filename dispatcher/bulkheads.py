@@ -10,44 +10,18 @@ the caller runs inside that timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
 
-KeyT = TypeVar("KeyT", bound=Hashable)
-
-
-class _KeyedSemaphores(Generic[KeyT]):
-    """One semaphore per key, dropped once no call holds or awaits it."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._semaphores: dict[KeyT, tuple[asyncio.Semaphore, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: KeyT) -> AsyncIterator[None]:
-        semaphore, users = self._semaphores.get(
-            key, (asyncio.Semaphore(self._limit), 0)
-        )
-        self._semaphores[key] = (semaphore, users + 1)
-        try:
-            async with semaphore:
-                yield
-        finally:
-            semaphore, users = self._semaphores[key]
-            if users == 1:
-                del self._semaphores[key]
-            else:
-                self._semaphores[key] = (semaphore, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._semaphores)
+from dispatcher.locks import KeyedLocks
 
 
 class Bulkheads:
     def __init__(self, per_host: int, per_tenant: int) -> None:
-        self._hosts: _KeyedSemaphores[str] = _KeyedSemaphores(per_host)
-        self._tenants: _KeyedSemaphores[str] = _KeyedSemaphores(per_tenant)
+        self._hosts: KeyedLocks[str] = KeyedLocks(lambda: asyncio.Semaphore(per_host))
+        self._tenants: KeyedLocks[str] = KeyedLocks(
+            lambda: asyncio.Semaphore(per_tenant)
+        )
 
     @asynccontextmanager
     async def slot(self, tenant_id: str, host: str) -> AsyncIterator[None]:

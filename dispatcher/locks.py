@@ -1,34 +1,40 @@
-"""Per-key asyncio locks that disappear when nobody holds or awaits them."""
+"""Per-key asyncio locks and semaphores that disappear when nobody uses them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
 KeyT = TypeVar("KeyT", bound=Hashable)
+Primitive = asyncio.Lock | asyncio.Semaphore
 
 
 class KeyedLocks(Generic[KeyT]):
-    """One FIFO lock per key; memory stays proportional to keys in use."""
+    """One lock (or semaphore, from `factory`) per key, FIFO for its waiters.
 
-    def __init__(self) -> None:
-        self._locks: dict[KeyT, tuple[asyncio.Lock, int]] = {}
+    Memory stays proportional to the keys in use: an entry is dropped once no
+    task holds or awaits it.
+    """
+
+    def __init__(self, factory: Callable[[], Primitive] = asyncio.Lock) -> None:
+        self._factory = factory
+        self._entries: dict[KeyT, tuple[Primitive, int]] = {}
 
     @asynccontextmanager
     async def hold(self, key: KeyT) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+        primitive, users = self._entries.get(key) or (self._factory(), 0)
+        self._entries[key] = (primitive, users + 1)
         try:
-            async with lock:
+            async with primitive:
                 yield
         finally:
-            lock, users = self._locks[key]
+            primitive, users = self._entries[key]
             if users == 1:
-                del self._locks[key]
+                del self._entries[key]
             else:
-                self._locks[key] = (lock, users - 1)
+                self._entries[key] = (primitive, users - 1)
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._entries)
