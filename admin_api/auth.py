@@ -14,10 +14,16 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def bearer_token(request: web.Request) -> str | None:
+    """Return the Bearer token, or None when the header is missing or malformed.
+
+    Keys and tokens are ASCII. aiohttp decodes other header bytes with
+    surrogate escapes, which would fail later when the token is hashed.
+    """
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not token.isascii():
         return None
-    return token.strip()
+    return token
 
 
 async def require_admin(request: web.Request) -> str:

@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default: VIZOCHOK_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (default: VIZOCHOK_PORT)")
+    serve.add_argument(
+        "--port", type=_port, help="listen port, 0-65535 (default: VIZOCHOK_PORT)"
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser(
@@ -79,8 +81,24 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from admin_api.app import create_app
 
-    web.run_app(create_app(settings), host=host, port=port, print=None)
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=None)
+    except OSError as exc:
+        # Address in use, a host name that does not resolve, an address not on
+        # this machine: the operator's fix is the host or port, not our code.
+        print(f"vizochok: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0 to 65535, got {port}")
+    return port
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:

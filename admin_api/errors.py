@@ -76,7 +76,13 @@ async def read_json(request: web.Request) -> Any:
             ]
         )
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        # A \ud800-style escape decodes to a lone surrogate, which cannot be
+        # encoded as UTF-8 later (in a stored cart or a body sent to a merchant).
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        return data
+    except UnicodeEncodeError:
+        problem, position = "the body escapes an unpaired UTF-16 surrogate", 0
     except UnicodeDecodeError:
         problem, position = "the body is not valid UTF-8", 0
     except json.JSONDecodeError as exc:
@@ -176,6 +182,10 @@ async def error_middleware(
         response = detail_response(503, "database unavailable", request_id=request_id)
     except web.HTTPException as exc:
         response = detail_response(exc.status, exc.reason)
+    except ConnectionError as exc:
+        # The client went away while sending its body; nobody reads the answer.
+        log.info("api.client_disconnected", error=type(exc).__name__, path=request.path)
+        response = detail_response(400, "connection closed before the body was read")
     except Exception:
         log.exception("api.unexpected_error", path=request.path, method=request.method)
         response = detail_response(500, "internal error", request_id=request_id)

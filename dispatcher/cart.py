@@ -24,9 +24,14 @@ MAX_REASON_LENGTH = 200
 # Cart GET responses beyond this many items are skipped and counted.
 MAX_CART_ITEMS = 500
 
-# Sanity ceiling for quantities and prices: far above any real basket, low enough
-# that totals stay exact to the cent in a double.
-MAX_AMOUNT = 1_000_000_000
+# Sanity bounds for one cart line, far beyond any real basket. A line then costs
+# at most 1e12, and a cart of MAX_CART_ITEMS lines at most 5e14 (the float a
+# total is returned as holds cents exactly up to about 9e13, so only absurd carts
+# lose a cent). The lower bounds reject denormals such as 5e-324.
+MIN_QUANTITY = 0.001
+MAX_QUANTITY = 100_000
+MIN_PRICE = 0.01
+MAX_PRICE = 10_000_000
 
 Number = int | float
 _CENT = Decimal("0.01")
@@ -40,8 +45,22 @@ def _finite(value: Number) -> Number:
 
 _Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 # int | float keeps a JSON integer an integer in the body sent to the merchant.
-_Positive = Annotated[Number, Field(gt=0, le=MAX_AMOUNT), AfterValidator(_finite)]
-_NonNegative = Annotated[Number, Field(ge=0, le=MAX_AMOUNT), AfterValidator(_finite)]
+_Quantity = Annotated[
+    Number, Field(ge=MIN_QUANTITY, le=MAX_QUANTITY), AfterValidator(_finite)
+]
+_Price = Annotated[Number, Field(ge=MIN_PRICE, le=MAX_PRICE), AfterValidator(_finite)]
+
+
+def _zero_or_quantity(value: Number) -> Number:
+    if value != 0 and not MIN_QUANTITY <= value <= MAX_QUANTITY:
+        raise ValueError(f"must be 0 or between {MIN_QUANTITY} and {MAX_QUANTITY}")
+    return value
+
+
+# update_quantity also takes 0, which removes the item.
+_NewQuantity = Annotated[
+    Number, Field(ge=0), AfterValidator(_finite), AfterValidator(_zero_or_quantity)
+]
 
 
 class _Operation(BaseModel):
@@ -55,9 +74,9 @@ class AddItem(_Operation):
     action: Literal["add"]
     sku: _Identifier
     name: Annotated[str, Field(max_length=500)]
-    quantity: _Positive
-    price: _Positive
-    promo_price: _Positive | None = None
+    quantity: _Quantity
+    price: _Price
+    promo_price: _Price | None = None
 
 
 class RemoveItem(_Operation):
@@ -69,7 +88,7 @@ class UpdateQuantity(_Operation):
     action: Literal["update_quantity"]
     sku: _Identifier
     # The new absolute quantity; 0 removes the item.
-    quantity: _NonNegative
+    quantity: _NewQuantity
 
 
 class ClearCart(_Operation):
@@ -216,6 +235,10 @@ class NotInCart(Exception):
     """The operation names a SKU the session cart does not hold."""
 
 
+class QuantityExceeded(Exception):
+    """An add would take the item's quantity past MAX_QUANTITY."""
+
+
 def apply_operation(
     items: list[CartItem],
     operation: AddItem | RemoveItem | UpdateQuantity | ClearCart,
@@ -224,8 +247,9 @@ def apply_operation(
 ) -> CartChange:
     """Return the cart after a confirmed operation.
 
-    With `strict` (the platform keeps the cart alone), removing or updating a SKU
-    the cart lacks raises NotInCart. Otherwise the merchant, the source of truth,
+    An add past MAX_QUANTITY raises QuantityExceeded. With `strict` (the
+    platform keeps the cart alone), removing or updating a SKU the cart lacks
+    raises NotInCart. Otherwise the merchant, the source of truth,
     already accepted the change, so a missing SKU leaves the copy as it is.
     """
     if isinstance(operation, ClearCart):
@@ -262,6 +286,8 @@ def apply_operation(
 def _add(items: list[CartItem], operation: AddItem) -> CartChange:
     for index, item in enumerate(items):
         if item.sku == operation.sku:
+            if item.quantity + operation.quantity > MAX_QUANTITY:
+                raise QuantityExceeded(operation.sku)
             # The newest add carries the price the platform last learned.
             merged = replace(
                 item,
@@ -323,13 +349,13 @@ def _parse_cart_item(entry: object) -> CartItem | None:
 
     if not isinstance(sku, str) or not sku or len(sku) > 256:
         return None
-    if not _is_positive_number(quantity):
+    if not _is_number_within(quantity, MAX_QUANTITY):
         return None
     if not isinstance(name, str) or not isinstance(unit, str):
         return None
-    if price is not None and not _is_positive_number(price):
+    if price is not None and not _is_number_within(price, MAX_PRICE):
         return None
-    if promo_price is not None and not _is_positive_number(promo_price):
+    if promo_price is not None and not _is_number_within(promo_price, MAX_PRICE):
         return None
     return CartItem(
         sku=sku,
@@ -341,8 +367,9 @@ def _parse_cart_item(entry: object) -> CartItem | None:
     )
 
 
-def _is_positive_number(value: object) -> TypeGuard[Number]:
+def _is_number_within(value: object, maximum: float) -> TypeGuard[Number]:
+    """Return whether `value` is a JSON number in (0, maximum]; NaN is not."""
     # bool is an int subclass in Python but a distinct JSON type.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return 0 < value <= MAX_AMOUNT
+    return 0 < value <= maximum

@@ -18,6 +18,7 @@ from dispatcher.errors import (
     WebhookNotConfigured,
 )
 from dispatcher.products import (
+    PricedProduct,
     ProductsCheckRequest,
     ProductsCheckResult,
     check_products,
@@ -223,7 +224,10 @@ def _probe_call(config: TenantConfig, target: ProbeTarget) -> WebhookCall:
 
 def _check_probe_body(target: ProbeTarget, body: bytes) -> None:
     if target == "products":
-        parse_products_response(body, set(PROBE_SKUS))
+        entries = parse_products_response(body, set(PROBE_SKUS))
+        # Checks would mark every such SKU invalid_entry, so the probe fails too.
+        if not all(isinstance(entry, PricedProduct) for entry in entries.values()):
+            raise WebhookInvalidResponse("an entry for a probe SKU is invalid")
         return
     parse_cart_get(body)
 

@@ -12,6 +12,7 @@ from dispatcher.cart import (
     CartItem,
     ClearCart,
     NotInCart,
+    QuantityExceeded,
     RemoveItem,
     SessionStartRequest,
     UpdateQuantity,
@@ -81,35 +82,49 @@ async def apply_cart_operation(
     call leaves the session cart unchanged.
     """
     key: SessionKey = (config.tenant_id, operation.store_id, operation.session_id)
+    keeps_cart_alone = not config.cart_url or config.secret is None
     async with carts.locked(key) as slot:
-        items = slot.items or []
-        if not config.cart_url or config.secret is None:
-            try:
-                change = apply_operation(items, operation, strict=True)
-            except NotInCart:
-                return CartResult(ok=False, reason="not_in_cart")
-            slot.replace(change.items)
-            return CartResult(ok=True, cart_changed=change.to_event())
-
-        call = _cart_call(config, operation)
+        # The change is computed first, so an operation the session cart cannot
+        # take is rejected before the merchant applies it.
         try:
-            response = await transport.send(call)
-            answer = parse_cart_answer(response.body)
-        except WebhookError as exc:
-            return CartResult(ok=False, reason=_failure_reason(exc))
-        if not answer.ok:
-            log.info(
-                "cart.operation_rejected",
-                tenant_id=config.tenant_id,
-                action=operation.action,
-                request_id=call.request_id,
-                reason=answer.reason,
+            change = apply_operation(
+                slot.items or [], operation, strict=keeps_cart_alone
             )
-            return CartResult(ok=False, reason=answer.reason)
+        except NotInCart:
+            return CartResult(ok=False, reason="not_in_cart")
+        except QuantityExceeded:
+            return CartResult(ok=False, reason="quantity_exceeded")
 
-        change = apply_operation(items, operation, strict=False)
+        if not keeps_cart_alone:
+            rejection = await _ask_merchant(transport, config, operation)
+            if rejection is not None:
+                return CartResult(ok=False, reason=rejection)
+
         slot.replace(change.items)
         return CartResult(ok=True, cart_changed=change.to_event())
+
+
+async def _ask_merchant(
+    transport: Transport, config: TenantConfig, operation: Operation
+) -> str | None:
+    """Send the operation; return None if the merchant applied it, else why not."""
+    call = _cart_call(config, operation)
+    try:
+        response = await transport.send(call)
+        answer = parse_cart_answer(response.body)
+    except WebhookError as exc:
+        return _failure_reason(exc)
+    if answer.ok:
+        return None
+
+    log.info(
+        "cart.operation_rejected",
+        tenant_id=config.tenant_id,
+        action=operation.action,
+        request_id=call.request_id,
+        reason=answer.reason,
+    )
+    return answer.reason
 
 
 def _cart_call(config: TenantConfig, operation: Operation) -> WebhookCall:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from dispatcher.addresses import AddressPolicy, IPNetwork
 from dispatcher.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///vizochok.db"
+SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+# Settings whose values never appear in an error message.
+_SECRET_SETTINGS = frozenset({"internal_token", "encryption_key", "database_url"})
 
 
 class Settings(BaseSettings):
@@ -70,10 +76,36 @@ class Settings(BaseSettings):
 
     @field_validator("extra_ca_file")
     @classmethod
-    def _ca_file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {str(value)!r}")
+    def _ca_file_loads(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        if not value.is_file():
+            raise ValueError("no such file")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(value))
+        except ssl.SSLError as exc:
+            message = f"not a PEM file of CA certificates ({exc.reason})"
+            raise ValueError(message) from None
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if driver not in SUPPORTED_DRIVERS:
+            raise ValueError(
+                "use sqlite+aiosqlite:///path.db or "
+                f"postgresql+asyncpg://user@host/db, not the driver {driver!r}"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("internal_token")
     @classmethod
@@ -100,13 +132,18 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment, raising ConfigurationError if bad.
 
-    The message names each invalid variable with its value, except for secrets.
+    The message names each invalid variable with its value, except for the token,
+    the key and the database URL, which may contain a password.
     """
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "VIZOCHOK_" + "_".join(str(part) for part in error["loc"]).upper()
-            problems.append(f"{name}: {error['msg']}")
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = "VIZOCHOK_" + field.upper()
+            if field in _SECRET_SETTINGS:
+                problems.append(f"{name}: {error['msg']}")
+            else:
+                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

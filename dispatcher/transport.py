@@ -296,8 +296,9 @@ class Transport:
             raise WebhookTLSError(f"TLS failed for {call.host}: {exc}") from exc
         except aiohttp.ClientResponseError as exc:
             # Raised while parsing the status line or headers (malformed, too long).
+            # The message quotes the merchant's bytes, so only the type is kept.
             raise WebhookInvalidResponse(
-                f"malformed HTTP response: {exc.message}"
+                f"malformed HTTP response ({type(exc).__name__})"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             # Before any response the request was not processed for sure, so it may

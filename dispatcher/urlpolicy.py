@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,10 +30,15 @@ MAX_URL_LENGTH = 2048
 # an admin request open; an unanswered name is reported as unresolvable.
 SAVE_RESOLVE_TIMEOUT_SECONDS = 5.0
 
-# Whitespace, C0 and C1 controls, DEL and backslashes. A backslash is read as "/" by
-# browsers and some parsers but not others, which lets two parsers disagree on the
-# host. Whitespace and controls are how header and request-line injection starts.
-_FORBIDDEN_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\\]")
+# A backslash is read as "/" by browsers and some parsers but not others, which
+# lets two parsers disagree on the host.
+_BACKSLASH = "\\"
+# Unicode categories rejected anywhere in a URL: controls (Cc), invisible format
+# characters such as U+202E RIGHT-TO-LEFT OVERRIDE (Cf), lone surrogates (Cs),
+# private use (Co), unassigned (Cn) and separators, including every space (Z*).
+# Controls and spaces are how header injection starts, and invisible characters
+# make a URL display differently from what is called.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 _AUTHORITY_END = re.compile(r"[/?#\\]")
 
 
@@ -62,6 +68,14 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{host}{suffix}"
 
 
+def _has_forbidden_character(text: str) -> bool:
+    return any(
+        character == _BACKSLASH
+        or unicodedata.category(character) in _FORBIDDEN_CATEGORIES
+        for character in text
+    )
+
+
 def normalize_webhook_url(field: str, raw: str) -> WebhookUrl:
     """Check the form of a webhook URL and return it with its host normalised.
 
@@ -76,11 +90,11 @@ def normalize_webhook_url(field: str, raw: str) -> WebhookUrl:
             f"{field} must be at most {MAX_URL_LENGTH} characters, got {len(raw)}",
             "url_too_long",
         )
-    if _FORBIDDEN_CHARACTERS.search(raw):
+    if _has_forbidden_character(raw):
         raise UrlRejected(
             field,
-            f"{field} must not contain whitespace, control characters or "
-            f"backslashes, got {shown!r}",
+            f"{field} must not contain whitespace, control or invisible characters, "
+            f"or backslashes, got {shown!r}",
             "url_invalid_characters",
         )
     try:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 
 def with_query(url: str, params: dict[str, str]) -> str:
     """Append percent-encoded parameters, keeping the URL's own query.
 
-    Spaces become %20 rather than "+", which every server decodes the same way.
+    A parameter of the same name already in the URL is dropped, so the merchant
+    never sees two values and reads the wrong one. Spaces become %20 rather than
+    "+", which every server decodes the same way.
     """
     parts = urlsplit(url)
-    extra = urlencode(params, quote_via=quote)
-    query = f"{parts.query}&{extra}" if parts.query else extra
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.partition("=")[0]) not in params
+    ]
+    query = "&".join([*kept, urlencode(params, quote_via=quote)])
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))

@@ -13,12 +13,14 @@ import pytest
 from pydantic import TypeAdapter
 
 from dispatcher.cart import (
-    MAX_AMOUNT,
     MAX_CART_ITEMS,
+    MAX_PRICE,
+    MAX_QUANTITY,
     CartItem,
     CartOperation,
     MerchantAnswer,
     NotInCart,
+    QuantityExceeded,
     apply_operation,
     cart_total,
     parse_cart_answer,
@@ -343,7 +345,8 @@ def test_cart_get_empty_unit_becomes_pcs():
         {"sku": "a", "quantity": "1"},
         {"sku": "a", "quantity": True},
         {"sku": "a", "quantity": None},
-        {"sku": "a", "quantity": MAX_AMOUNT + 1},
+        {"sku": "a", "quantity": MAX_QUANTITY + 1},
+        {"sku": "a", "quantity": 1, "price": MAX_PRICE + 1},
         {"sku": "a", "quantity": 1, "price": -1},
         {"sku": "a", "quantity": 1, "price": 0},
         {"sku": "a", "quantity": 1, "price": "32"},
@@ -489,3 +492,40 @@ def test_empty_reason_passed_through():
     answer = parse_cart_answer(b'{"ok": false, "reason": ""}')
     assert answer.ok is False
     assert answer.reason == ""
+
+
+def test_add_past_quantity_cap_raises():
+    """Adding to an item past MAX_QUANTITY raises instead of storing it."""
+    items = [CartItem("a", "A", 10, None, MAX_QUANTITY)]
+    add = OPERATION.validate_python(
+        {
+            "action": "add",
+            "store_id": "s",
+            "session_id": "u",
+            "sku": "a",
+            "name": "A",
+            "quantity": 1,
+            "price": 10,
+        }
+    )
+    with pytest.raises(QuantityExceeded):
+        apply_operation(items, add, strict=True)
+
+
+@pytest.mark.parametrize("quantity", [5e-324, 0.0001, MAX_QUANTITY + 1])
+def test_add_quantity_out_of_bounds(quantity):
+    """Quantities below 0.001 or above MAX_QUANTITY are invalid input."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        OPERATION.validate_python(
+            {
+                "action": "add",
+                "store_id": "s",
+                "session_id": "u",
+                "sku": "a",
+                "name": "A",
+                "quantity": quantity,
+                "price": 10,
+            }
+        )

@@ -83,3 +83,29 @@ def test_sqlite_key_file_created_once(tmp_path):
     key_file = tmp_path / "shop.db.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert second.decrypt(token) == "s3cret-value-123"
+
+
+def test_ca_file_must_be_pem(monkeypatch, tmp_path):
+    """A CA file that holds no certificate is refused with its path."""
+    bogus = tmp_path / "not-a-ca.pem"
+    bogus.write_text("hello\n")
+    monkeypatch.setenv("VIZOCHOK_EXTRA_CA_FILE", str(bogus))
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "VIZOCHOK_EXTRA_CA_FILE" in str(caught.value)
+    assert str(bogus) in str(caught.value)
+
+
+def test_unsupported_database_driver(monkeypatch):
+    """Only aiosqlite and asyncpg URLs are accepted."""
+    monkeypatch.setenv("VIZOCHOK_DATABASE_URL", "mysql://root@127.0.0.1/x")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "VIZOCHOK_DATABASE_URL" in str(caught.value)
+    assert "'mysql'" in str(caught.value)
+
+
+def test_log_level_any_case(monkeypatch):
+    """VIZOCHOK_LOG_LEVEL=debug is read as DEBUG."""
+    monkeypatch.setenv("VIZOCHOK_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
