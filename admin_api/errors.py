@@ -106,13 +106,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_model(model: type[ModelT], data: Any) -> ModelT:
-    """Validate `data` into `model`, turning pydantic errors into a 422."""
+def parse_model(model: type[ModelT], data: Any, location: str = "body") -> ModelT:
+    """Validate `data` into `model`, turning pydantic errors into a 422.
+
+    `location` starts each error's `loc`: "body", or "query" for parameters.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(
-            [_pydantic_item(error) for error in exc.errors()]
+            [_pydantic_item(error, location) for error in exc.errors()]
         ) from None
 
 
@@ -137,17 +140,26 @@ def parse_tagged_union(adapter: TypeAdapter[T], data: Any) -> T:
         raise RequestValidationError(items) from None
 
 
-def _pydantic_item(error: Any) -> dict[str, Any]:
-    loc = ["body", *error["loc"]]
+def _pydantic_item(error: Any, location: str = "body") -> dict[str, Any]:
+    loc = [location, *error["loc"]]
     field = ".".join(str(part) for part in error["loc"]) or "body"
     message = f"{field}: {error['msg']}"
     top = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] != "missing" and top not in _UNECHOED_FIELDS:
-        shown = json.dumps(error.get("input"), ensure_ascii=False, default=str)
+        shown = _shown_input(error.get("input"))
         if len(shown) > _MAX_ECHO_CHARACTERS:
             shown = shown[:_MAX_ECHO_CHARACTERS] + "..."
         message += f", got {shown}"
     return {"loc": loc, "msg": message, "type": error["type"]}
+
+
+def _shown_input(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):
+        # Input nested close to the recursion limit parsed, but one more level
+        # of serialisation does not fit.
+        return f"a {type(value).__name__}"
 
 
 def _invalid_input_item(error: InvalidInput) -> dict[str, Any]:

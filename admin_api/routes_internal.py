@@ -8,7 +8,6 @@ from pydantic import TypeAdapter
 from admin_api.auth import require_internal
 from admin_api.errors import (
     HTTPError,
-    RequestValidationError,
     parse_model,
     parse_tagged_union,
     read_json,
@@ -59,21 +58,14 @@ async def session_start(request: web.Request) -> web.Response:
 @routes.get("/internal/v1/tenants/{tenant_id}/sessions/{session_id}/cart")
 async def session_cart(request: web.Request) -> web.Response:
     require_internal(request)
-    store_id = request.query.get("store_id", "")
-    if not store_id:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ["query", "store_id"],
-                    "msg": "store_id: Field required as a query parameter",
-                    "type": "missing",
-                }
-            ]
-        )
-
-    tenant_id, session_id = (
+    parameters = {"session_id": request.match_info["session_id"]}
+    if "store_id" in request.query:
+        parameters["store_id"] = request.query["store_id"]
+    query = parse_model(SessionStartRequest, parameters, location="query")
+    tenant_id, store_id, session_id = (
         request.match_info["tenant_id"],
-        request.match_info["session_id"],
+        query.store_id,
+        query.session_id,
     )
     view = await request.app[DISPATCHER].session_cart(tenant_id, store_id, session_id)
     if view is None:

@@ -43,7 +43,12 @@ def _finite(value: Number) -> Number:
     return value
 
 
-_Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+# Store, session and SKU ids: printable text. Control characters (NUL above all,
+# which PostgreSQL cannot store in text) are never part of a real id.
+IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_Identifier = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=IDENTIFIER_PATTERN)
+]
 # int | float keeps a JSON integer an integer in the body sent to the merchant.
 _Quantity = Annotated[
     Number, Field(ge=MIN_QUANTITY, le=MAX_QUANTITY), AfterValidator(_finite)

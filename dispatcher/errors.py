@@ -62,7 +62,8 @@ class NotFound(DispatcherError):
 
 class TenantNotFound(NotFound):
     def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"tenant {tenant_id!r} not found")
+        shown = tenant_id if len(tenant_id) <= 64 else tenant_id[:64] + "..."
+        super().__init__(f"tenant {shown!r} not found")
         self.tenant_id = tenant_id
 
 

@@ -247,6 +247,10 @@ class GuardedResolver(AbstractResolver):
     fall back to any of them, and a mixed result is a classic rebinding trick.
     """
 
+    # NOTE: the default inner resolver runs getaddrinfo in the event loop's
+    # default thread pool. A lookup that hangs is abandoned at the call's
+    # timeout, but its thread stays busy until the system resolver gives up, so
+    # enough hanging hosts at once could delay lookups for other tenants.
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None):
         self._policy = policy
         self._inner = inner or ThreadedResolver()

@@ -53,6 +53,13 @@ class ConfigUpdate:
     generated_secret: str | None = field(repr=False)
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -132,6 +139,10 @@ class Repository:
             return await session.get(Tenant, tenant_id) is not None
 
     async def load_config(self, tenant_id: str) -> TenantConfig:
+        # Tenant ids are UUIDs. Anything else (a NUL byte, which PostgreSQL cannot
+        # even compare, or 5,000 characters) cannot name a tenant.
+        if not _is_uuid(tenant_id):
+            raise TenantNotFound(tenant_id)
         async with self._transaction() as session:
             row = await session.get(WebhookConfig, tenant_id)
         if row is None:
