@@ -12,5 +12,8 @@ RUN pip install --no-cache-dir .
 # can reach it.
 ENV VIZOCHOK_HOST=0.0.0.0 VIZOCHOK_PORT=8080
 EXPOSE 8080
+# The SQLite default writes vizochok.db and its key file to the working folder.
+RUN mkdir /data && chown nobody /data
+WORKDIR /data
 USER nobody
 CMD ["vizochok", "serve"]
