@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 def create_engine(database_url: str) -> AsyncEngine:
     """Create the async engine, with SQLite tuned for concurrent writers."""
     if not database_url.startswith("sqlite"):
-        return create_async_engine(database_url, pool_pre_ping=True)
+        # A cart operation holds its connection (and the session's advisory
+        # lock) across the merchant call, up to 2 x timeout + 1 s. Fifty
+        # connections let that many sessions change carts at once per instance;
+        # further ones wait for a connection, up to the 30 s pool timeout.
+        return create_async_engine(
+            database_url, pool_pre_ping=True, pool_size=10, max_overflow=40
+        )
 
     # A 30 s busy timeout makes a writer wait for the lock instead of failing at
     # once when another request is writing.
