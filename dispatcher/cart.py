@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal, TypeGuard
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dispatcher.errors import WebhookInvalidResponse
-from dispatcher.jsonbody import load_json_body
+from dispatcher.jsonbody import is_number_within, load_json_body
 
 # A merchant's reason is passed to the assistant unchanged, but cut to this many
 # characters so a hostile merchant cannot flood the conversation.
@@ -354,13 +354,13 @@ def _parse_cart_item(entry: object) -> CartItem | None:
 
     if not isinstance(sku, str) or not sku or len(sku) > 256:
         return None
-    if not _is_number_within(quantity, MAX_QUANTITY):
+    if not is_number_within(quantity, MAX_QUANTITY):
         return None
     if not isinstance(name, str) or not isinstance(unit, str):
         return None
-    if price is not None and not _is_number_within(price, MAX_PRICE):
+    if price is not None and not is_number_within(price, MAX_PRICE):
         return None
-    if promo_price is not None and not _is_number_within(promo_price, MAX_PRICE):
+    if promo_price is not None and not is_number_within(promo_price, MAX_PRICE):
         return None
     return CartItem(
         sku=sku,
@@ -370,11 +370,3 @@ def _parse_cart_item(entry: object) -> CartItem | None:
         quantity=quantity,
         unit=unit[:32] or "pcs",
     )
-
-
-def _is_number_within(value: object, maximum: float) -> TypeGuard[Number]:
-    """Return whether `value` is a JSON number in (0, maximum]; NaN is not."""
-    # bool is an int subclass in Python but a distinct JSON type.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return 0 < value <= maximum

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from dispatcher.errors import WebhookInvalidResponse
 
@@ -53,3 +53,15 @@ def load_json_body(body: bytes, *, invalid_numbers_as_nan: bool = False) -> Any:
         raise WebhookInvalidResponse("body contains an oversized number") from exc
     except RecursionError as exc:
         raise WebhookInvalidResponse("body nests JSON too deeply") from exc
+
+
+def is_number_within(value: object, maximum: float) -> TypeGuard[int | float]:
+    """Return whether `value` is a JSON number in (0, maximum]; NaN is not.
+
+    Comparisons between int and float are exact in Python, so this also holds
+    for integers beyond a double's range.
+    """
+    # bool is an int subclass in Python but a distinct JSON type: true is not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value <= maximum

@@ -11,13 +11,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.errors import CircuitOpen, WebhookError, WebhookInvalidResponse
-from dispatcher.jsonbody import load_json_body
+from dispatcher.jsonbody import is_number_within, load_json_body
 from dispatcher.signing import encode_body
 from dispatcher.storage.repository import TenantConfig
 from dispatcher.transport import Transport, WebhookCall
@@ -113,11 +113,10 @@ async def check_products(
     return _assemble(request.products, verdicts)
 
 
-async def _check_batch(
-    transport: Transport, config: TenantConfig, store_id: str, skus: list[str]
-) -> dict[str, Verdict]:
+def products_call(config: TenantConfig, store_id: str, skus: list[str]) -> WebhookCall:
+    """Build the signed products request for one batch of SKUs."""
     assert config.secret is not None
-    call = WebhookCall(
+    return WebhookCall(
         tenant_id=config.tenant_id,
         webhook="products",
         method="POST",
@@ -126,6 +125,12 @@ async def _check_batch(
         secret=config.secret,
         timeout_seconds=config.timeout_seconds,
     )
+
+
+async def _check_batch(
+    transport: Transport, config: TenantConfig, store_id: str, skus: list[str]
+) -> dict[str, Verdict]:
+    call = products_call(config, store_id, skus)
     try:
         response = await transport.send(call)
         entries = parse_products_response(response.body, set(skus))
@@ -186,9 +191,9 @@ def _parse_entry(sku: str, entry: dict[str, Any]) -> PricedProduct | _Invalid:
     promo_price = entry.get("promo_price")
     promo_label = entry.get("promo_label")
 
-    if not _is_positive_number(price) or not isinstance(in_stock, bool):
+    if not is_number_within(price, _MAX_DOUBLE) or not isinstance(in_stock, bool):
         return _INVALID
-    if promo_price is not None and not _is_positive_number(promo_price):
+    if promo_price is not None and not is_number_within(promo_price, _MAX_DOUBLE):
         return _INVALID
     if promo_label is not None and (
         not isinstance(promo_label, str) or len(promo_label) > MAX_PROMO_LABEL_LENGTH
@@ -201,15 +206,6 @@ def _parse_entry(sku: str, entry: dict[str, Any]) -> PricedProduct | _Invalid:
         promo_price=None if promo_price is None else float(promo_price),
         promo_label=promo_label,
     )
-
-
-def _is_positive_number(value: object) -> TypeGuard[int | float]:
-    # bool is an int subclass in Python but a distinct JSON type: true is not 1.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    # Comparisons between int and float are exact in Python, so this also holds
-    # for integers beyond a double's range; NaN fails both comparisons.
-    return 0 < value <= _MAX_DOUBLE
 
 
 def _assemble(

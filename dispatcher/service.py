@@ -23,6 +23,7 @@ from dispatcher.products import (
     ProductsCheckResult,
     check_products,
     parse_products_response,
+    products_call,
 )
 from dispatcher.sessions import (
     CartResult,
@@ -32,7 +33,6 @@ from dispatcher.sessions import (
     start_session,
 )
 from dispatcher.settings import Settings
-from dispatcher.signing import encode_body
 from dispatcher.storage.carts import CartStore
 from dispatcher.storage.database import create_engine
 from dispatcher.storage.notify import ConfigChangeListener
@@ -209,16 +209,7 @@ def _probe_call(config: TenantConfig, target: ProbeTarget) -> WebhookCall:
             f"{field} is not configured; set it with PATCH /api/v1/admin/webhooks"
         )
     if target == "products":
-        body = encode_body({"skus": list(PROBE_SKUS), "store_id": PROBE_STORE_ID})
-        return WebhookCall(
-            config.tenant_id,
-            "products",
-            "POST",
-            url,
-            body,
-            config.secret,
-            config.timeout_seconds,
-        )
+        return products_call(config, PROBE_STORE_ID, list(PROBE_SKUS))
     return cart_get_call(config, PROBE_STORE_ID, PROBE_SESSION_ID)
 
 

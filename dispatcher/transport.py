@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 from urllib.parse import urlsplit
@@ -81,10 +82,15 @@ class WebhookCall:
     timeout_seconds: float
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    @property
+    @cached_property
     def host(self) -> str:
         """Host and port of the URL, the only part of it that may be logged."""
         return urlsplit(self.url).netloc.rpartition("@")[2]
+
+    @cached_property
+    def raw_host(self) -> str:
+        """The host as aiohttp connects to it (IPv6 without brackets)."""
+        return URL(self.url).raw_host or ""
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,7 @@ class Transport:
     ) -> tuple[int, bytes]:
         if self._session is None:
             raise RuntimeError("Transport.start() must be awaited before send()")
-        check_ip_literal(self._policy, URL(call.url).raw_host or "")
+        check_ip_literal(self._policy, call.raw_host)
         slot_taken = response_started = False
         try:
             # One deadline covers the wait for a bulkhead slot, name resolution,
