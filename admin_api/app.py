@@ -16,7 +16,7 @@ from dispatcher.settings import Settings
 
 log = structlog.get_logger("admin_api")
 
-# Request bodies above this are answered 413. A products check of 1,000 search
+# Request bodies above this get a 413 response. A products check of 1,000 search
 # results with catalog fields stays well below it.
 MAX_REQUEST_BYTES = 1024 * 1024
 

@@ -1,11 +1,12 @@
 """`vizochok demo`: the whole webhook flow on one machine, printed step by step.
 
 The demo issues a throwaway CA, starts the sample merchant over HTTPS with it, and
-starts the platform's HTTP API on a temporary SQLite database. It then acts as a
-merchant's admin (save the webhook URLs, read them back, probe them), as the
-platform's search (price and filter four search results) and as its agent (start
-a session from the merchant's cart, then change the cart). Every server listens on
-127.0.0.1, and everything the demo creates is removed when it ends.
+starts the platform's HTTP API on a temporary SQLite database. It then plays three
+parts. As a merchant's admin it saves the webhook URLs, reads them back and probes
+them. As the platform's search it prices and filters four search results. As the
+platform's agent it starts a session from the merchant's cart, then changes it.
+Every server listens on 127.0.0.1, and everything the demo creates is removed when
+it ends.
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ async def run_demo() -> int:
                 demo = await _start_servers(stack, printer, Path(workdir))
                 for step in API_STEPS:
                     await step(demo)
-    # A demo ends with one readable line that names the failed step, which tells
-    # its reader more than a traceback through aiohttp and SQLAlchemy internals.
+    # A demo ends with one readable line that names the failed step, which is more
+    # useful to its reader than a traceback through aiohttp and SQLAlchemy code.
     except Exception as exc:
         print(f"\nDemo failed in {printer.current}: {_describe(exc)}")
         return 1

@@ -2,7 +2,7 @@
 
 `{"detail": "message"}` for most errors, and for invalid input a 422 with
 `{"detail": [{"loc": ["body", "field"], "msg": "...", "type": "..."}]}`. One
-middleware maps every dispatcher error to its answer, so handlers only raise.
+middleware maps every dispatcher error to its HTTP response, so handlers only raise.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ async def error_middleware(
     except web.HTTPException as exc:
         response = detail_response(exc.status, exc.reason)
     except ConnectionError as exc:
-        # The client went away while sending its body; nobody reads the answer.
+        # The client went away while sending its body; no response can reach it.
         log.info("api.client_disconnected", error=type(exc).__name__, path=request.path)
         response = detail_response(400, "connection closed before the body was read")
     except Exception:

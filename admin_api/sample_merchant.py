@@ -383,7 +383,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
 
 
 def _rejected_request(request: web.Request, status: int, message: str) -> web.Response:
-    # The path only: the query holds the customer's session_id.
+    # The path only: the query contains the customer's session_id.
     log.warning(
         "sample_merchant.request_rejected",
         method=request.method,

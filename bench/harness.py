@@ -78,7 +78,7 @@ async def merchant(env: Environment, handler: Handler) -> AsyncIterator[str]:
 
 
 async def pricing_handler(request: web.Request) -> web.Response:
-    """A healthy merchant: every requested SKU in stock at 10.50."""
+    """Price every requested SKU at 10.50, in stock, as a healthy merchant would."""
     skus = json.loads(await request.read())["skus"]
     return web.json_response(
         {"products": [{"sku": sku, "price": 10.5, "in_stock": True} for sku in skus]}

@@ -1,4 +1,4 @@
-"""Which IP addresses a merchant URL may point at.
+"""Rules for the IP addresses a merchant URL may point at.
 
 Only globally routable unicast addresses are allowed. The rules stop server-side
 request forgery: a tenant must not be able to make the platform call its own

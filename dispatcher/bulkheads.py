@@ -3,8 +3,8 @@
 A merchant that hangs keeps each call's connection and task for the whole
 timeout. Without a limit, enough such calls take every pooled connection and
 starve all other tenants. Each call therefore needs a slot for its host and one
-for its tenant; waiting for them counts against the caller's timeout, because
-the caller runs inside that timeout.
+for its tenant. The wait for them runs inside the call's timeout, so it counts
+against that timeout.
 """
 
 from __future__ import annotations

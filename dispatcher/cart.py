@@ -2,8 +2,8 @@
 
 The merchant is the source of truth for the cart: every change goes to its cart
 webhook first, and the platform's session cart changes only after the merchant
-answered `{"ok": true}`. This module holds the pure parts: validating an
-operation, the body sent, reading the answer, and applying a confirmed change.
+returned `{"ok": true}`. This module contains the pure parts: validating an
+operation, the body sent, parsing the response, and applying a confirmed change.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MAX_CART_ITEMS = 500
 
 # Sanity bounds for one cart line, far beyond any real basket. A line then costs
 # at most 1e12, and a cart of MAX_CART_ITEMS lines at most 5e14 (the float a
-# total is returned as holds cents exactly up to about 9e13, so only absurd carts
+# total is returned as represents cents exactly up to about 9e13, so only absurd carts
 # lose a cent). The lower bounds reject denormals such as 5e-324.
 MIN_QUANTITY = 0.001
 MAX_QUANTITY = 100_000

@@ -1,7 +1,7 @@
 """In-memory cache of tenant webhook configs, so calls make no database query.
 
 Entries expire after a TTL, which bounds how stale a config changed on another
-instance can be here; a change made through this instance invalidates its entry at
+instance can be here. A change made through this instance invalidates its entry at
 once. Concurrent misses for one tenant share a single database load.
 """
 

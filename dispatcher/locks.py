@@ -1,4 +1,4 @@
-"""Per-key asyncio locks and semaphores that disappear when nobody uses them."""
+"""Per-key asyncio locks and semaphores that are dropped when no task uses them."""
 
 from __future__ import annotations
 

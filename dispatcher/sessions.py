@@ -50,7 +50,7 @@ class CartResult:
 
 @dataclass(frozen=True)
 class SessionCartView:
-    """A session's cart as the platform holds it; `reason` is set on failure."""
+    """A session's cart as the platform stores it; `reason` is set on failure."""
 
     items: list[CartItem] = field(default_factory=list)
     reason: str | None = None
@@ -150,7 +150,7 @@ async def start_session(
 
     Without a cart GET URL an existing session cart is kept (empty for a new
     session). When the call fails the session starts with an empty cart and the
-    view says why; the conversation is never blocked.
+    view's `reason` states why. The conversation is never blocked.
     """
     key: SessionKey = (config.tenant_id, request.store_id, request.session_id)
     async with carts.locked(key) as slot:

@@ -1,7 +1,7 @@
 """HMAC-SHA256 request signing, as merchants verify it.
 
-The signed string is ``"{timestamp}.{body}"`` over the exact body bytes sent, keyed
-with the tenant's webhook secret; the digest goes out as lowercase hex in
+The signed string is ``"{timestamp}.{body}"`` over the exact body bytes sent, and
+the key is the tenant's webhook secret. The digest goes out as lowercase hex in
 ``X-VIZOCHOK-Signature: sha256=<hex>`` beside ``X-VIZOCHOK-Timestamp``.
 """
 

@@ -1,10 +1,12 @@
 """Signed HTTP calls to merchants: one pooled session, timeouts, one retry.
 
-The call path is layered, each layer adding one concern:
-`Transport.send` (request id, final logging) → `_send_with_retry` (the delivery
-rules' single retry) → `_send_signed` (fresh timestamp and signature, attempt
-logging) → `_send_once` (the HTTP exchange under the tenant's timeout, with every
-aiohttp and asyncio exception translated into `dispatcher.errors`).
+The call path is layered, and each layer adds one concern:
+
+- `Transport.send`: the circuit breaker and the final failure log;
+- `_send_with_retry`: the delivery rules' single retry;
+- `_send_signed`: a fresh timestamp and signature, and the attempt log;
+- `_send_once`: the HTTP exchange under the tenant's timeout. Every aiohttp and
+  asyncio exception is translated into `dispatcher.errors` here.
 """
 
 from __future__ import annotations

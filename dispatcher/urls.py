@@ -9,7 +9,7 @@ def with_query(url: str, params: dict[str, str]) -> str:
     """Append percent-encoded parameters, keeping the URL's own query.
 
     A parameter of the same name already in the URL is dropped, so the merchant
-    never sees two values and reads the wrong one. Spaces become %20 rather than
+    never receives two values and reads the wrong one. Spaces become %20 rather than
     "+", which every server decodes the same way.
     """
     parts = urlsplit(url)

@@ -45,7 +45,7 @@ def load_secret_box(settings: Settings) -> SecretBox:
     """Return the SecretBox for the configured key.
 
     Without VIZOCHOK_ENCRYPTION_KEY, an on-disk SQLite database gets a key file
-    beside it (``<database>.key``, mode 0600), created on first start; an
+    beside it (``<database>.key``, mode 0600), created on first start. An
     in-memory database gets a key that lives as long as the process. Any other
     database requires the setting.
     """

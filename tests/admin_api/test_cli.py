@@ -68,7 +68,7 @@ def test_migrate_postgres(tmp_path, postgres_url):
 
 
 def test_serve_starts_and_stops(tmp_path):
-    """`serve` answers /health, warns about exempt networks and stops on SIGTERM."""
+    """`serve` responds on /health, warns about exempt networks and stops on SIGTERM."""
     port = free_port()
     environment = {
         key: value

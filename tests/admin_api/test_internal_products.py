@@ -101,7 +101,7 @@ async def test_check_sends_exact_body(client, tenant, merchant):
 
 
 async def test_merchant_failure_is_200(client, tenant, merchant):
-    """A merchant answering 500 twice makes every SKU webhook_error, not a 500."""
+    """A merchant returning 500 twice makes every SKU webhook_error, not a 500."""
     merchant.respond = lambda _: web.Response(status=500)
     await configure(client, tenant, products_url=merchant.url())
     response = await client.post(
@@ -154,7 +154,7 @@ async def test_wrong_token_is_401(client, tenant):
 
 
 async def test_internal_disabled_without_token(make_settings, database_url, resolver):
-    """Without VIZOCHOK_INTERNAL_TOKEN the internal routes answer 503."""
+    """Without VIZOCHOK_INTERNAL_TOKEN the internal routes return 503."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from admin_api.app import create_app

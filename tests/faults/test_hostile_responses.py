@@ -2,7 +2,7 @@
 
 Each behaviour runs on its own raw TLS server on 127.0.0.1 (see conftest.py) and
 goes through the products route, the in-process dispatcher and, for a subset, the
-cart route. Whatever the merchant does, the platform must answer 200 with every
+cart route. Whatever the merchant does, the platform must respond with 200 with every
 SKU unavailable, within two attempts of the tenant's timeout plus the retry wait,
 without buffering much more than the 1 MiB body cap.
 """
@@ -327,7 +327,7 @@ async def test_products_route_answers_200(
     certificates: dict[str, ssl.SSLContext],
     hostile: Hostile,
 ) -> None:
-    """The products route answers 200, every SKU unavailable, within bounds."""
+    """The products route responds with 200, every SKU unavailable, within bounds."""
     server = await start_hostile(start_raw, certificates, hostile)
     await configure(client, tenant, products_url=server.url())
     body = {"store_id": "store-1", "products": [{"sku": sku} for sku in SKUS]}
@@ -411,7 +411,7 @@ async def test_cart_route_answers_not_ok(
     certificates: dict[str, ssl.SSLContext],
     hostile: Hostile,
 ) -> None:
-    """The cart route answers 200 with ok false and the failure reason."""
+    """The cart route responds with 200 with ok false and the failure reason."""
     server = await start_hostile(start_raw, certificates, hostile)
     await configure(client, tenant, cart_url=server.url("/cart"))
     operation = {
